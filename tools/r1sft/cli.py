@@ -1,0 +1,54 @@
+"""The ``r1sft`` command: a thin shell over the library.
+
+Each subcommand lives in its own module, which exposes ``register(subparsers)``; the parser it adds sets ``func``,
+called with the parsed namespace and returning an exit code. Modules are imported only when listed here, and heavy
+imports (torch, LLaMA-Factory) stay inside the ``func`` bodies so ``r1sft --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from r1sft import __version__
+from r1sft.errors import R1sftError
+
+SUBCOMMAND_MODULES = (
+    "r1sft.tiny",
+    "r1sft.data.cli",
+    "r1sft.recipe.cli",
+    "r1sft.merge",
+    "r1sft.evaluate.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="r1sft", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"r1sft {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):  # not written yet: keep the rest usable
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except R1sftError as exc:
+        print(f"r1sft {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"r1sft {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
