@@ -18,7 +18,9 @@ SUBCOMMAND_MODULES = (
     "r1sft.tiny",
     "r1sft.data.cli",
     "r1sft.recipe.cli",
+    "r1sft.launch",
     "r1sft.merge",
+    "r1sft.generate",
     "r1sft.evaluate.cli",
 )
 

@@ -1,0 +1,172 @@
+"""Launch ``llamafactory-cli train`` the one right way, on 1 GPU, N GPUs or N nodes (what ``run_sft.sh`` calls).
+
+LLaMA-Factory's launcher decides everything from the environment: it runs under torchrun only when
+``FORCE_TORCHRUN=1`` or several GPUs are visible (DeepSpeed needs torchrun even on one GPU), reads ``NNODES``,
+``NODE_RANK``, ``MASTER_ADDR``, ``MASTER_PORT`` and ``NPROC_PER_NODE``, picks a random port unless told (which breaks
+multi-node), calls a bare ``torchrun`` from PATH and rebuilds its argv by splitting on spaces. This module sets that
+environment, applies ``key=value`` overrides, checks the result, resumes from the newest checkpoint, and tees the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from r1sft.errors import R1sftError
+from r1sft.paths import REPO_ROOT
+from r1sft.yamlio import atomic_write_text, load_yaml
+
+DEFAULT_MASTER_PORT = "29500"
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["max_steps=20", "learning_rate=2e-5"]`` -> typed dict; values are read as YAML scalars."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key):
+            raise R1sftError(f"override {pair!r}: expected key=value (for example max_steps=100)")
+        if any(ch.isspace() for ch in value):
+            raise R1sftError(f"override {pair!r}: values cannot contain spaces (LLaMA-Factory's launcher splits "
+                             "its arguments on spaces); edit the recipe instead")
+        overrides[key] = yaml.safe_load(value) if value else ""
+    return overrides
+
+
+def newest_checkpoint(output_dir: Path) -> Path | None:
+    """The ``checkpoint-N`` folder with the largest N that holds a saved trainer state."""
+    if not output_dir.is_dir():
+        return None
+    found = []
+    for child in output_dir.iterdir():
+        match = CHECKPOINT_RE.match(child.name)
+        if match and child.is_dir() and (child / "trainer_state.json").exists():
+            found.append((int(match.group(1)), child))
+    return max(found)[1] if found else None
+
+
+def visible_gpu_count() -> int:
+    """GPUs this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists, else 0."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def launch_environment(config: dict, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment LLaMA-Factory's launcher needs for this config on this machine."""
+    env = dict(os.environ if environ is None else environ)
+    nnodes = int(env.get("NNODES", "1") or 1)
+    if not env.get("NPROC_PER_NODE"):
+        env["NPROC_PER_NODE"] = str(max(visible_gpu_count(), 1))
+    nproc = int(env["NPROC_PER_NODE"])
+    if config.get("deepspeed") or nproc > 1 or nnodes > 1:
+        env["FORCE_TORCHRUN"] = "1"
+    env["NNODES"] = str(nnodes)
+    env.setdefault("NODE_RANK", "0")
+    env.setdefault("MASTER_ADDR", "127.0.0.1")
+    if nnodes > 1 or env.get("FORCE_TORCHRUN") == "1":
+        # A random port per node would never meet: every node must agree on one.
+        env.setdefault("MASTER_PORT", DEFAULT_MASTER_PORT)
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def refuse_spaces(path: Path, what: str) -> None:
+    if any(ch.isspace() for ch in str(path)):
+        raise R1sftError(f"{what} {str(path)!r} contains a space: LLaMA-Factory's launcher splits its arguments on "
+                         "spaces, so training would fail under torchrun; move or rename it")
+
+
+def prepare_launch(recipe: Path, overrides: dict, resume: bool = True) -> tuple[Path, dict]:
+    """Write the effective recipe (recipe + overrides + resume) next to the outputs and return it with its config."""
+    config = load_yaml(recipe)
+    config.update(overrides)
+    output_dir = config.get("output_dir")
+    if not output_dir:
+        raise R1sftError(f"{recipe}: no output_dir")
+    output_path = (REPO_ROOT / output_dir).resolve()
+    refuse_spaces(output_path, "output_dir")
+    if resume and "resume_from_checkpoint" not in overrides:
+        checkpoint = newest_checkpoint(output_path)
+        if checkpoint is not None:
+            config["resume_from_checkpoint"] = str(checkpoint.relative_to(REPO_ROOT) if checkpoint.is_relative_to(
+                REPO_ROOT) else checkpoint)
+            print(f"r1sft: resuming from {checkpoint} (pass resume=false to start over)", flush=True)
+    output_path.mkdir(parents=True, exist_ok=True)
+    node_rank = os.environ.get("NODE_RANK", "0")
+    effective = output_path / f"r1sft_launch.node{node_rank}.yaml"
+    header = f"# Effective recipe written by run_sft.sh: {recipe} plus overrides {overrides or '{}'}\n"
+    atomic_write_text(effective, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return effective, config
+
+
+def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool = True) -> int:
+    recipe_path = Path(recipe).resolve()
+    refuse_spaces(recipe_path, "recipe path")
+    refuse_spaces(REPO_ROOT, "r1sft folder")
+    if not recipe_path.is_file():
+        raise R1sftError(f"{recipe}: no such recipe file")
+    overrides = parse_overrides(pairs)
+    resume = resume and str(overrides.pop("resume", True)).lower() not in ("false", "0", "no")
+    effective, config = prepare_launch(recipe_path, overrides, resume=resume)
+    os.chdir(REPO_ROOT)  # recipes use paths relative to the project root, as LLaMA-Factory's examples do
+    if check:
+        from r1sft.recipe.check import check_recipe
+
+        problems = check_recipe(effective)
+        if problems:
+            for problem in problems:
+                print(f"r1sft check: {problem}", file=sys.stderr)
+            return 2
+    env = launch_environment(config)
+    log_path = Path(config["output_dir"]) / f"train.node{env['NODE_RANK']}.log"
+    print(f"r1sft: NNODES={env['NNODES']} NODE_RANK={env['NODE_RANK']} NPROC_PER_NODE={env['NPROC_PER_NODE']} "
+          f"FORCE_TORCHRUN={env.get('FORCE_TORCHRUN', '0')} MASTER_ADDR={env['MASTER_ADDR']} "
+          f"MASTER_PORT={env.get('MASTER_PORT', 'auto')}", flush=True)
+    print(f"r1sft: llamafactory-cli train {effective.relative_to(REPO_ROOT)}  (log: {log_path})", flush=True)
+    cli = shutil.which("llamafactory-cli", path=env["PATH"])
+    if cli is None:
+        raise R1sftError("llamafactory-cli not found on PATH: run `make setup` or install llamafactory==0.9.5")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([cli, "train", str(effective.relative_to(REPO_ROOT))], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            log.write(chunk)
+        code = proc.wait()
+    print(f"r1sft: training exited with {code}; log at {log_path}", flush=True)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    return run_training(args.recipe, args.overrides, resume=not args.no_resume, check=not args.no_check)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="check a recipe and launch llamafactory-cli train (run_sft.sh)",
+                                   description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", help="recipes/<preset>/<method>_sft.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="recipe values to override")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if output_dir has checkpoints")
+    parser.add_argument("--no-check", action="store_true", help="skip `r1sft check`")
+    parser.set_defaults(func=_run)
