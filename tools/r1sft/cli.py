@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "r1sft.launch",
     "r1sft.merge",
     "r1sft.generate",
+    "r1sft.demo",
     "r1sft.evaluate.cli",
 )
 

@@ -224,6 +224,11 @@ def ensure_tiny_model(preset: str, root: str | os.PathLike | None = None) -> Pat
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.preset:
+        print(f"{args.preset}: {ensure_tiny_model(args.preset)}")
+        return 0
+    if not args.family or not args.out:
+        raise R1sftError("give --preset tiny-<family>, or --family and --out")
     shape = TinyShape(hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
                       intermediate=args.intermediate, vocab=args.vocab)
     out = build_tiny_model(args.family, args.out, shape=shape, seed=args.seed)
@@ -236,8 +241,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tiny-model", help="build a tiny random model of a family's real architecture (offline, deterministic)",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("--family", required=True, choices=sorted(FAMILIES), help="model family to imitate")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--preset", choices=[f"tiny-{name}" for name in FAMILIES],
+                        help="build (once) the cached model a tiny preset points at")
+    parser.add_argument("--family", choices=sorted(FAMILIES), help="model family to imitate")
+    parser.add_argument("--out", help="output folder")
     defaults = TinyShape()
     parser.add_argument("--hidden", type=int, default=defaults.hidden)
     parser.add_argument("--layers", type=int, default=defaults.layers)

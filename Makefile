@@ -1,0 +1,103 @@
+# r1sft: the front door. `make help` lists the targets.
+#   make demo                         the whole pipeline on a tiny model, CPU, from nothing
+#   make test                         the test suite (what CI runs)
+#   make recipe MODEL=qwen3-8b METHOD=lora GPUS=8   render a LLaMA-Factory recipe for your GPUs
+#   make train RECIPE=recipes/qwen3-8b/lora_sft.yaml   then   make merge RECIPE=recipes/qwen3-8b/lora_merge.yaml
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+R1SFT := $(BIN)/r1sft
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# The torch trio LLaMA-Factory 0.9.5 works with (it imports torchaudio at start-up: a mismatched one kills every
+# command). GPU boxes that already have a CUDA torch: `make setup TORCH=` keeps it.
+TORCH ?= torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0
+STAMP := $(VENV)/.r1sft-installed
+
+MODEL ?= tiny-qwen3
+METHOD ?= lora
+GPUS ?=
+NODES ?=
+GPU_MEM ?=
+CUTOFF ?=
+GLOBAL_BATCH ?=
+DEEPSPEED ?=
+DATASET ?=
+THINK ?=
+SET ?=
+RECIPE ?= recipes/tiny-qwen3/lora_sft.yaml
+# `make recipe MODEL=qwen3-8b learning_rate=2e-5 num_train_epochs=5`: command-line variables that are not r1sft's own
+# are passed on as recipe keys (--set key=value).
+OWN_VARS := MODEL METHOD GPUS NODES GPU_MEM CUTOFF GLOBAL_BATCH DEEPSPEED DATASET THINK SET RECIPE TORCH PYTHON \
+  SOURCE INPUT OUTPUT ARGS MODEL_PATH DATA
+EXTRA_SETS := $(foreach kv,$(MAKEOVERRIDES),$(if $(filter $(firstword $(subst =, ,$(kv))),$(OWN_VARS)),,$(kv)))
+
+.PHONY: help setup demo test lint tiny-models demo-data data recipe recipes check train merge learn eval bench bench-convert clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+setup: $(STAMP) ## create .venv with the pinned stack (seconds when already done)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	if [ -n "$(TORCH)" ]; then $(BIN)/python -m pip install -q $(TORCH); fi
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+tiny-models: setup ## build the three tiny offline models (cached under .cache/tiny-models)
+	for preset in tiny-qwen2.5 tiny-qwen3 tiny-llama3.2; do $(R1SFT) tiny-model --preset $$preset; done
+
+demo-data: setup ## convert the bundled samples into data/r1sft_sample.jsonl
+	$(R1SFT) convert samples
+
+data: setup ## convert a dataset: make data SOURCE=bespoke-stratos INPUT=... OUTPUT=data/stratos.jsonl [ARGS="--dedupe ..."]
+	$(R1SFT) convert "$(SOURCE)" --input "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
+
+recipe: setup ## render recipes/<MODEL>/<METHOD>_sft.yaml (+ _merge.yaml); see README for the variables
+	$(R1SFT) recipe "$(MODEL)" --method "$(METHOD)" \
+	  $(if $(DATASET),--dataset "$(DATASET)") $(if $(GPUS),--gpus "$(GPUS)") $(if $(NODES),--nodes "$(NODES)") \
+	  $(if $(GPU_MEM),--gpu-mem "$(GPU_MEM)") $(if $(CUTOFF),--cutoff "$(CUTOFF)") \
+	  $(if $(GLOBAL_BATCH),--global-batch "$(GLOBAL_BATCH)") $(if $(DEEPSPEED),--deepspeed "$(DEEPSPEED)") \
+	  $(if $(THINK),--think "$(THINK)") $(foreach kv,$(SET) $(EXTRA_SETS),--set "$(kv)")
+
+recipes: setup ## re-render the committed headline recipes
+	$(R1SFT) recipe --refresh-committed
+
+check: setup ## check a recipe with LLaMA-Factory's parser and r1sft's rules: make check RECIPE=...
+	$(R1SFT) check "$(RECIPE)"
+
+train: setup ## train a recipe: make train RECIPE=recipes/qwen3-8b/lora_sft.yaml
+	bash run_sft.sh "$(RECIPE)"
+
+merge: setup ## merge an adapter and verify it: make merge RECIPE=recipes/qwen3-8b/lora_merge.yaml
+	$(R1SFT) merge "$(patsubst %_sft.yaml,%_merge.yaml,$(RECIPE))"
+
+demo: setup ## the whole pipeline on a tiny model and the bundled sample, on CPU
+	$(R1SFT) demo
+
+test: setup ## run the test suite
+	$(BIN)/python -m pytest -q
+
+lint: setup ## ruff
+	$(BIN)/ruff check .
+
+learn: setup ## train a tiny model on a synthetic reasoning task and score it (well_formed, accuracy)
+	$(R1SFT) learn
+
+eval: setup ## evaluate a model: make eval MODEL_PATH=saves/... DATA=problems.jsonl
+	$(R1SFT) eval "$(MODEL_PATH)" --data "$(DATA)"
+
+bench: setup ## GPU benchmark: LLaMA-Factory example config vs r1sft's planned recipe
+	$(BIN)/python bench/bench_train.py
+
+bench-convert: setup ## converter throughput vs the datasets.map path
+	$(BIN)/python bench/bench_convert.py
+
+clean: ## remove generated outputs (keeps .venv and the tiny models)
+	rm -rf saves recipes/tiny-* .cache/tokenized
