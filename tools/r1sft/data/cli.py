@@ -1,0 +1,97 @@
+"""``r1sft convert SOURCE --input PATH_OR_HUB_ID --output OUT.jsonl [options]`` (and ``r1sft convert samples``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+SAMPLES = "samples"
+
+
+def _epilog() -> str:
+    from r1sft.data.sources import SOURCES
+
+    lines = ["sources:"]
+    lines += [f"  {name:<22} {source.description}" for name, source in SOURCES.items()]
+    lines.append(f"  {SAMPLES:<22} the bundled samples -> data/r1sft_sample.jsonl, registered as r1sft_sample")
+    lines += ["", "outputs beside OUT.jsonl: OUT.stats.json, OUT.rejects.jsonl, OUT.lengths.png (with --tokenizer),",
+              "and an entry in dataset_info.json. See docs/data.md."]
+    return "\n".join(lines)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert", help="convert a reasoning dataset into r1sft's ShareGPT JSONL and register it",
+        description="Convert a reasoning dataset into ShareGPT JSONL for LLaMA-Factory, with stats and rejects.",
+        epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", metavar="SOURCE", help="dataset kind (see below)")
+    p.add_argument("--input", "-i", dest="inputs", action="append", metavar="PATH_OR_HUB_ID",
+                   help="file (.jsonl/.json/.parquet), folder of shards, or hub id; repeat to concatenate "
+                        "(default: the source's hub dataset)")
+    p.add_argument("--output", "-o", metavar="OUT.jsonl", help="output file (required except for 'samples')")
+    p.add_argument("--name", help="dataset_info.json entry name (default: the output file's stem)")
+    p.add_argument("--split", default="train", help="hub split (default: train)")
+    p.add_argument("--subset", help="hub config (default: the source's, e.g. openthoughts -> default)")
+    p.add_argument("--think", default="native", metavar="native|keep|thought|none",
+                   help="reasoning style: native <think> blocks (default), the source markup verbatim, Stratos "
+                        "thought/solution tags, or the answer only")
+    p.add_argument("--split-think", action="store_true", help="one think block per reasoning paragraph")
+    p.add_argument("--system", default="auto", metavar="auto|keep|drop|TEXT",
+                   help="system prompts; auto (default) drops the known Sky-T1/Stratos prompt unless --think is "
+                        "keep or thought, and keeps any other")
+    p.add_argument("--dedupe", nargs="?", const="exact", choices=("exact", "near"),
+                   help="drop rows whose normalised prompt repeats an earlier one (near: also MinHash near-duplicates)")
+    p.add_argument("--decontaminate", nargs="+", action="extend", default=[], metavar="FILE",
+                   help="benchmark files (JSONL/JSON/parquet, problem or question column): drop rows sharing a "
+                        "word 8-gram with any problem")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="drop rows longer than N templated tokens")
+    p.add_argument("--tokenizer", metavar="PATH_OR_ID", help="tokenizer for --max-tokens and the length report")
+    p.add_argument("--min-quality", metavar="LEVEL", help="Magpie input_quality floor (good keeps good, excellent)")
+    p.add_argument("--limit", type=int, metavar="N", help="write at most N rows (the first N; with --seed a random N)")
+    p.add_argument("--seed", type=int, help="seed for --limit sampling and near-dedupe hashing")
+    p.add_argument("--map", dest="field_map", metavar="SRC=DST,...",
+                   help="rename columns before converting (custom: question=instruction,answer=output)")
+    p.add_argument("--require-reasoning", action=argparse.BooleanOptionalAction, default=None,
+                   help="reject replies without a chain of thought (default: on for R1 sources)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    p.add_argument("--no-register", dest="register", action="store_false", help="do not touch dataset_info.json")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from r1sft.data.pipeline import ConvertOptions, convert
+    from r1sft.data.samples import SAMPLE_NAME, convert_samples
+    from r1sft.errors import R1sftError
+
+    options = ConvertOptions(
+        think=args.think, split_think=args.split_think, system=args.system, name=args.name, dedupe=args.dedupe,
+        decontaminate=args.decontaminate, max_tokens=args.max_tokens, tokenizer=args.tokenizer,
+        min_quality=args.min_quality, limit=args.limit, seed=args.seed, split=args.split, subset=args.subset,
+        field_map=args.field_map, require_reasoning=args.require_reasoning, progress=args.progress,
+        register=args.register)
+    if args.source == SAMPLES:
+        if args.inputs:
+            raise R1sftError("convert samples: takes no --input (it converts data/samples/)")
+        output = Path(args.output) if args.output else None
+        stats = convert_samples(out_dir=output.parent if output else _default_data_dir(),
+                                think=args.think, name=args.name or (output.stem if output else SAMPLE_NAME),
+                                **{k: v for k, v in vars(options).items() if k not in ("think", "name")})
+    else:
+        if not args.output:
+            raise R1sftError("convert: --output OUT.jsonl is required")
+        stats = convert(args.source, args.inputs, args.output, options)
+    print(stats.summary())
+    print(f"  wrote {stats.output} (+ .stats.json, .rejects.jsonl)"
+          + (f"; registered {stats.name!r} in {Path(stats.output).parent / 'dataset_info.json'}"
+             if args.register else ""))
+    for warning in stats.warnings:
+        print(f"r1sft convert: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _default_data_dir() -> Path:
+    from r1sft.paths import DATA_DIR
+
+    return DATA_DIR

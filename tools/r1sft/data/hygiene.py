@@ -1,0 +1,160 @@
+"""Data hygiene: duplicate prompts, near-duplicates, benchmark contamination, Magpie quality tags.
+
+All filters look at the prompt side (the user turns) after normalisation: lower-cased, whitespace collapsed. Memory is
+a set of 8-byte integers per kept row (exact), plus 8 band keys per kept row (near), so a million rows cost tens of MB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+from r1sft.data.conversation import RowRejected
+from r1sft.errors import R1sftError
+
+QUALITY_LEVELS = ("very poor", "poor", "average", "good", "excellent")
+BENCHMARK_COLUMNS = ("problem", "question", "prompt", "Problem", "Question")
+NGRAM = 8
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def digest64(text: str) -> int:
+    """A stable 8-byte digest (blake2b): stable across processes, unlike ``hash()``."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+class ExactDeduper:
+    """Drops a row whose normalised prompts equal those of an earlier kept row."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def key(self, prompts: list[str]) -> int:
+        return digest64("\x1f".join(normalise(p) for p in prompts))
+
+    def check(self, key: int) -> None:
+        if key in self.seen:
+            raise RowRejected("duplicate", "same normalised prompt as an earlier row")
+
+    def add(self, key: int) -> None:
+        self.seen.add(key)
+
+
+class NearDeduper:
+    """MinHash over word 3-gram shingles with LSH banding (8 bands x 8 rows: rows above ~0.75 Jaccard collide).
+
+    Written small on purpose: 64 universal hashes ``(a*h + b) mod 2^61-1`` of each shingle's 8-byte digest, seeded
+    by ``--seed``. A row is a near duplicate when any of its band keys was seen in an earlier kept row.
+    """
+
+    PRIME = (1 << 61) - 1
+    BANDS = 8
+    ROWS = 8
+    SHINGLE = 3
+
+    def __init__(self, seed: int = 0) -> None:
+        rng = random.Random(seed)
+        n = self.BANDS * self.ROWS
+        self.params = [(rng.randrange(1, self.PRIME), rng.randrange(0, self.PRIME)) for _ in range(n)]
+        self.seen: set[int] = set()
+
+    def keys(self, prompts: list[str]) -> list[int]:
+        words = normalise(" ".join(prompts)).split()
+        k = self.SHINGLE
+        shingles = {" ".join(words[i:i + k]) for i in range(max(1, len(words) - k + 1))}
+        hashes = [digest64(s) for s in shingles]
+        prime = self.PRIME
+        signature = [min((a * h + b) % prime for h in hashes) for a, b in self.params]
+        r = self.ROWS
+        return [digest64(f"{band}:" + ",".join(map(str, signature[band * r:(band + 1) * r])))
+                for band in range(self.BANDS)]
+
+    def check(self, keys: list[int]) -> None:
+        if any(k in self.seen for k in keys):
+            raise RowRejected("near_duplicate", "prompt nearly identical to an earlier row (MinHash LSH)")
+
+    def add(self, keys: list[int]) -> None:
+        self.seen.update(keys)
+
+
+class Decontaminator:
+    """Word 8-gram overlap with benchmark problems (lower-cased, whitespace-normalised), as open-r1 and s1 do.
+
+    Problems shorter than 8 words cannot share an 8-gram; they are matched as a whole normalised prompt instead.
+    """
+
+    def __init__(self, files: list[str]) -> None:
+        self.ngrams: dict[int, str] = {}
+        self.short: dict[int, str] = {}
+        self.problems = 0
+        for file in files:
+            name = Path(file).name
+            for problem in _benchmark_problems(file):
+                self.problems += 1
+                words = normalise(problem).split()
+                if len(words) < NGRAM:
+                    self.short[digest64(" ".join(words))] = name
+                # hash() is salted per process, which is fine: both sides are hashed in this process.
+                for i in range(len(words) - NGRAM + 1):
+                    self.ngrams.setdefault(hash(" ".join(words[i:i + NGRAM])), name)
+
+    def check(self, prompts: list[str]) -> None:
+        ngrams = self.ngrams
+        for prompt in prompts:
+            words = normalise(prompt).split()
+            for i in range(len(words) - NGRAM + 1):
+                hit = ngrams.get(hash(" ".join(words[i:i + NGRAM])))
+                if hit:
+                    raise RowRejected("contaminated", f"shares a word 8-gram with a problem of {hit}")
+            if self.short:
+                hit = self.short.get(digest64(" ".join(words)))
+                if hit:
+                    raise RowRejected("contaminated", f"equals a problem of {hit}")
+
+
+def _benchmark_problems(file: str):
+    """Problem texts of a benchmark file (JSONL, JSON array or parquet) with a problem/question/prompt column."""
+    from r1sft.data.readers import iter_records, read_parquet_columns, resolve_inputs
+
+    class _NoProgress:
+        def update(self, n: int) -> None:
+            pass
+
+    for inp in resolve_inputs([file]):
+        if inp.kind == "hub":
+            raise R1sftError(f"{file}: benchmark files must be local (JSONL, JSON array or parquet)")
+        if inp.kind == "parquet":
+            names = read_parquet_columns(inp)
+            if not any(c in names for c in BENCHMARK_COLUMNS):
+                raise R1sftError(f"{inp.label}: no problem/question column (found: {', '.join(names)})")
+        column = None
+        for record in iter_records(inp, _NoProgress(), columns=list(BENCHMARK_COLUMNS)):
+            if record.data is None:
+                raise R1sftError(f"{inp.label}: row {record.row}: {record.error} ({record.detail})")
+            if column is None:
+                column = next((c for c in BENCHMARK_COLUMNS if c in record.data), None)
+                if column is None:
+                    raise R1sftError(f"{inp.label}: row {record.row}: no problem/question column "
+                                     f"(found: {', '.join(record.data)})")
+            value = record.data.get(column)
+            if isinstance(value, str):
+                yield value
+
+
+class QualityFilter:
+    """Keeps rows whose quality tag (Magpie's ``input_quality``) is at least ``minimum``."""
+
+    def __init__(self, column: str, minimum: str) -> None:
+        if minimum not in QUALITY_LEVELS:
+            raise R1sftError(f"--min-quality {minimum!r}: expected one of {', '.join(QUALITY_LEVELS)}")
+        self.column = column
+        self.accepted = set(QUALITY_LEVELS[QUALITY_LEVELS.index(minimum):])
+
+    def check(self, row: dict) -> None:
+        value = row.get(self.column)
+        if not isinstance(value, str) or value.strip().lower() not in self.accepted:
+            raise RowRejected("low_quality", f"{self.column}={value!r}")

@@ -1,0 +1,350 @@
+"""``convert``: stream rows from the inputs through a source converter, the hygiene filters and the renderer into
+r1sft's ShareGPT JSONL, then register it and write the stats and rejects beside it.
+
+Order of the per-row steps, cheapest first, and so that the row a duplicate is compared against is one that was
+actually kept: read -> field map -> quality -> convert (parse markup) -> reasoning required -> system policy ->
+render -> contamination -> token length -> exact/near dedupe -> limit. Every row read ends either in the output or
+in the rejects file with a reason. Nothing is visible until the end: outputs go to temp files that are renamed into
+place together, ``dataset_info.json`` last, under a folder lock.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import orjson
+
+from r1sft.data.atomic import AtomicFiles
+from r1sft.data.conversation import RowRejected
+from r1sft.data.hygiene import Decontaminator, ExactDeduper, NearDeduper, QualityFilter
+from r1sft.data.readers import Input, iter_records, read_parquet_columns, resolve_inputs
+from r1sft.data.reasoning import BEGIN_THOUGHT, SPECIAL_TOKENS, STRATOS_TOKENS, THINK_STYLES, render_reply
+from r1sft.data.registry import DATASET_INFO, check_dataset_info, folder_lock, sharegpt_entry, updated_dataset_info
+from r1sft.data.report import LengthReport, RejectLog, Stats, side_files, stats_bytes
+from r1sft.data.sampling import SeededSample
+from r1sft.data.sources import Source, get_source, parse_field_map
+from r1sft.data.system_prompts import SystemPolicy
+from r1sft.errors import R1sftError
+
+WRITE_BYTES = 8 << 20
+
+
+@dataclass
+class ConvertOptions:
+    """Everything ``r1sft convert`` can be told, with the CLI's defaults."""
+
+    think: str = "native"  # native | keep | thought | none
+    split_think: bool = False  # one think block per reasoning paragraph
+    system: str = "auto"  # auto | keep | drop | replacement text
+    name: str | None = None  # dataset_info.json entry (default: the output's stem)
+    dedupe: str | None = None  # None | "exact" | "near"
+    decontaminate: list[str] = field(default_factory=list)  # benchmark files (JSONL/JSON/parquet)
+    max_tokens: int | None = None
+    tokenizer: str | None = None  # path, hub id, or an r1sft tiny preset ("tiny-qwen3")
+    min_quality: str | None = None  # e.g. "good": keep good and excellent
+    limit: int | None = None  # at most N output rows (the first N; a seeded random N with ``seed``)
+    seed: int | None = None
+    split: str = "train"  # hub inputs
+    subset: str | None = None  # hub inputs (default: the source's config)
+    field_map: dict[str, str] | str | None = None  # "question=instruction,answer=output"
+    require_reasoning: bool | None = None  # default: the source's own setting
+    progress: bool | None = None  # tqdm on stderr; None: only when stderr is a terminal
+    register: bool = True
+
+
+def convert(source: str, inputs, output, options: ConvertOptions | None = None, **overrides) -> Stats:
+    """Convert ``inputs`` (paths, folders or hub ids; one or a list) of dataset ``source`` into ``output`` (.jsonl).
+
+    >>> stats = convert("bespoke-stratos", "stratos.parquet", "data/stratos.jsonl", think="native", dedupe="exact")
+    """
+    return convert_many([(source, inputs)], output, options, **overrides)
+
+
+def convert_many(parts, output, options: ConvertOptions | None = None, **overrides) -> Stats:
+    """Like ``convert`` for several (source, inputs) parts written, in order, into one output file."""
+    opts = replace(options or ConvertOptions(), **overrides)
+    output = Path(output)
+    if output.suffix != ".jsonl":
+        raise R1sftError(f"--output {output}: expected a .jsonl file")
+    _check_options(opts)
+    field_map = parse_field_map(opts.field_map)
+    plan = []
+    for source_name, inputs in parts:
+        source = get_source(source_name)
+        if source.needs_field_map and not field_map:
+            raise R1sftError(f"source {source_name!r} needs --map SOURCE_COLUMN=TARGET_COLUMN[,...] "
+                             "(targets: instruction, input, output, system, history)")
+        if opts.min_quality and not source.quality_column:
+            raise R1sftError(f"--min-quality: source {source_name!r} has no quality column")
+        if inputs is None or inputs == [] or inputs == ():
+            if not source.hub_id:
+                raise R1sftError(f"source {source_name!r}: give --input (it has no default hub dataset)")
+            inputs = [source.hub_id]
+        elif isinstance(inputs, str | Path):
+            inputs = [inputs]
+        plan.append((source_name, source, resolve_inputs(list(inputs))))
+    folder = output.parent
+    name = opts.name or output.stem
+    check_dataset_info(folder)
+    return _Conversion(plan, output, name, opts, field_map).run()
+
+
+def _check_options(opts: ConvertOptions) -> None:
+    if opts.think not in THINK_STYLES:
+        raise R1sftError(f"--think {opts.think!r}: expected one of {', '.join(THINK_STYLES)}")
+    if opts.split_think and opts.think not in ("native", "thought"):
+        raise R1sftError("--split-think needs --think native or thought")
+    if opts.dedupe not in (None, "exact", "near"):
+        raise R1sftError(f"--dedupe {opts.dedupe!r}: expected exact or near")
+    if opts.max_tokens is not None and (opts.max_tokens <= 0 or not opts.tokenizer):
+        raise R1sftError("--max-tokens needs a positive N and --tokenizer")
+    if opts.limit is not None and opts.limit <= 0:
+        raise R1sftError("--limit must be positive")
+
+
+class _Progress:
+    """tqdm by bytes on stderr, or nothing."""
+
+    def __init__(self, total: int, enabled: bool | None) -> None:
+        self.bar = None
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                            desc="convert", dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None and n:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _LimitReached(Exception):
+    pass
+
+
+class _Conversion:
+    def __init__(self, plan, output: Path, name: str, opts: ConvertOptions, field_map: dict[str, str]) -> None:
+        self.plan = plan
+        self.output = output
+        self.name = name
+        self.opts = opts
+        self.field_map = field_map
+        self.policy = SystemPolicy(opts.system, opts.think)
+        self.exact = ExactDeduper() if opts.dedupe in ("exact", "near") else None
+        self.near = NearDeduper(opts.seed or 0) if opts.dedupe == "near" else None
+        self.decontaminator = Decontaminator(list(opts.decontaminate)) if opts.decontaminate else None
+        self.counter = None
+        self.lengths = None
+        if opts.tokenizer:
+            from r1sft.data.tokens import TokenCounter
+
+            self.counter = TokenCounter(opts.tokenizer)
+            self.lengths = LengthReport(opts.tokenizer, opts.max_tokens)
+        self.sample = SeededSample(opts.limit, opts.seed) if opts.limit and opts.seed is not None else None
+        self.keeps_stratos_markup = False  # --think keep wrote Stratos tags: record their special tokens
+        self.system_counts: Counter = Counter()
+        self.r1_counts: Counter = Counter()
+        options = asdict(opts)
+        for key in ("name", "progress", "register"):
+            options.pop(key)
+        options["field_map"] = field_map
+        options["system"] = opts.system
+        options["decontaminate"] = [str(p) for p in opts.decontaminate]
+        self.stats = Stats(source="+".join(p[0] for p in plan), inputs=[i.label for p in plan for i in p[2]],
+                           output=str(output), name=name, options=options)
+
+    # -- the loop ----------------------------------------------------------------------------------------------------
+
+    def run(self) -> Stats:
+        opts = self.opts
+        sides = side_files(self.output)
+        files = AtomicFiles()
+        progress = _Progress(sum(i.size for p in self.plan for i in p[2]), opts.progress)
+        try:
+            self.out = files.open(self.output)
+            self.out_buffer: list[bytes] = []
+            self.out_bytes = 0
+            self.rejects = RejectLog(files.open(sides["rejects"]), self.stats)
+            try:
+                for source_name, source, inputs in self.plan:
+                    for inp in inputs:
+                        self._convert_input(source_name, source, inp, progress)
+            except _LimitReached:
+                pass
+            if self.sample is not None:
+                for _record, line, n_tokens, variant, action in self.sample.items_in_source_order():
+                    self._write(line, n_tokens, variant, action)
+            self._flush()
+            self.rejects.flush()
+            progress.close()
+            self._finish_stats()
+            files.write_bytes(sides["stats"], stats_bytes(self.stats))
+            if self.lengths is not None:
+                files.write_bytes(sides["lengths"], self.lengths.plot_png())
+            folder = self.output.parent
+            with folder_lock(folder):
+                if opts.register:
+                    files.write_bytes(folder / DATASET_INFO, updated_dataset_info(folder, self.name, self._entry()))
+                files.commit()
+        except BaseException:
+            progress.close()
+            files.abort()
+            raise
+        return self.stats
+
+    def _convert_input(self, source_name: str, source: Source, inp: Input, progress) -> None:
+        opts = self.opts
+        stats = self.stats
+        rejects = self.rejects
+        field_map = self.field_map
+        convert_row = source.convert
+        require_reasoning = source.reasoning_required if opts.require_reasoning is None else opts.require_reasoning
+        quality = QualityFilter(source.quality_column, opts.min_quality) if opts.min_quality else None
+        think, split_think = opts.think, opts.split_think
+        policy_apply = self.policy.apply
+        decontaminator, counter, lengths = self.decontaminator, self.counter, self.lengths
+        exact, near, sample = self.exact, self.near, self.sample
+        max_tokens = opts.max_tokens
+        limit = opts.limit if sample is None else None
+        dumps = orjson.dumps
+
+        needed = source.columns() | ({source.quality_column} if quality else set())
+        columns = sorted(needed | {src for src, dst in field_map.items() if dst in needed})
+        checked = False
+        if inp.kind == "parquet":
+            self._check_columns(source_name, source, inp, read_parquet_columns(inp), None)
+            checked = True
+        subset = opts.subset if opts.subset is not None else source.hub_subset
+        for record in iter_records(inp, progress, columns=columns, split=opts.split, subset=subset):
+            stats.rows_in += 1
+            data = record.data
+            if data is None:
+                rejects.add(record, record.error, record.detail)
+                continue
+            if field_map:
+                for src, dst in field_map.items():
+                    if src in data:
+                        data[dst] = data.pop(src)
+            if not checked:
+                self._check_columns(source_name, source, inp, data.keys(), record.row)
+                checked = True
+            try:
+                if quality is not None:
+                    quality.check(data)
+                conversation = convert_row(data)
+                if require_reasoning:
+                    last = conversation.exchanges[-1][1]
+                    if not last.reasoning:
+                        if last.reasoning is None:
+                            raise RowRejected("no_thought_block", "the last reply has no reasoning block")
+                        raise RowRejected("empty_reasoning", "the last reply's reasoning block is empty")
+                system, variant, action = policy_apply(conversation.system)
+                turns = []
+                for prompt, reply in conversation.exchanges:
+                    turns.append(prompt)
+                    turns.append(render_reply(reply, think, split_think))
+                if think == "keep" and not self.keeps_stratos_markup:
+                    self.keeps_stratos_markup = any(BEGIN_THOUGHT in t for t in turns[1::2])
+                if decontaminator is not None:
+                    decontaminator.check(conversation.prompts())
+                n_tokens = None
+                if counter is not None:
+                    n_tokens = counter.count(system, turns)
+                    if max_tokens is not None and n_tokens > max_tokens:
+                        lengths.too_long.append(n_tokens)
+                        raise RowRejected("too_long", f"{n_tokens} templated tokens > --max-tokens {max_tokens}")
+                if exact is not None:
+                    key = exact.key(conversation.prompts())
+                    exact.check(key)
+                if near is not None:
+                    near_keys = near.keys(conversation.prompts())
+                    near.check(near_keys)
+            except RowRejected as exc:
+                rejects.add(record, exc.reason, exc.detail)
+                continue
+            if exact is not None:
+                exact.add(key)
+            if near is not None:
+                near.add(near_keys)
+            line = dumps({"conversations": [{"from": "gpt" if i & 1 else "human", "value": text}
+                                            for i, text in enumerate(turns)], "system": system})
+            if sample is not None:
+                pushed_out = sample.offer(record.file, record.row, (record, line, n_tokens, variant, action))
+                if pushed_out is not None:
+                    rejects.add(pushed_out[0], "not_sampled", f"--limit {opts.limit} --seed {opts.seed}")
+                continue
+            self._write(line, n_tokens, variant, action)
+            if limit is not None and stats.rows_out >= limit:
+                raise _LimitReached
+
+    def _check_columns(self, source_name: str, source: Source, inp: Input, present, row: int | None) -> None:
+        present = list(present)
+        if self.field_map and row is None:  # parquet schema: apply the rename to the column names
+            present = [self.field_map.get(c, c) for c in present]
+        missing = source.missing_columns(present)
+        if missing:
+            where = f"row {row}: " if row is not None else ""
+            raise R1sftError(f"{inp.label}: {where}missing column(s) {', '.join(missing)} required by source "
+                             f"{source_name!r} (found: {', '.join(present) or 'none'})")
+
+    # -- output --------------------------------------------------------------------------------------------------------
+
+    def _write(self, line: bytes, n_tokens: int | None, variant: str | None, action: str) -> None:
+        self.stats.rows_out += 1
+        self.system_counts[action] += 1
+        if variant:
+            self.r1_counts[variant] += 1
+        if n_tokens is not None:
+            self.lengths.kept.append(n_tokens)
+        self.out_buffer.append(line)
+        self.out_bytes += len(line) + 1
+        if self.out_bytes >= WRITE_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.out_buffer:
+            self.out.write(b"\n".join(self.out_buffer) + b"\n")
+            self.out_buffer.clear()
+            self.out_bytes = 0
+
+    def _finish_stats(self) -> None:
+        stats = self.stats
+        if stats.rows_in != stats.rows_out + stats.rows_dropped:
+            raise AssertionError(f"row accounting broke: {stats.rows_in} in != {stats.rows_out} out + "
+                                 f"{stats.rows_dropped} dropped")
+        stats.system_prompts = {k: self.system_counts[k] for k in ("kept", "dropped", "replaced", "empty")}
+        stats.r1_system_prompt = {"rows": sum(self.r1_counts.values()), "real_newlines": self.r1_counts["real_newlines"],
+                                  "literal_backslash_n": self.r1_counts["literal_backslash_n"],
+                                  "policy": self.policy.describe()}
+        if self.lengths is not None:
+            stats.tokens = self.lengths.summary()
+        if stats.rows_in == 0:
+            stats.warnings.append(f"no rows in {', '.join(stats.inputs)}: wrote an empty dataset "
+                                  "(LLaMA-Factory cannot train on it)")
+        elif stats.rows_out == 0:
+            stats.warnings.append("every row was dropped: wrote an empty dataset (LLaMA-Factory cannot train on it); "
+                                  "see the rejects file")
+
+    def _entry(self) -> dict:
+        opts = self.opts
+        meta = {
+            "source": self.stats.source,
+            "think": opts.think,
+            "split_think": opts.split_think,
+            "system": self.policy.describe(),
+            "special_tokens": list(STRATOS_TOKENS) if self.keeps_stratos_markup else list(SPECIAL_TOKENS.get(opts.think, [])),
+            "rows": self.stats.rows_out,
+        }
+        if opts.max_tokens:
+            meta["max_tokens"] = opts.max_tokens
+            meta["tokenizer"] = opts.tokenizer
+        return sharegpt_entry(self.output.name, meta)

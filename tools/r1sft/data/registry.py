@@ -1,0 +1,79 @@
+"""Register a converted file in the ``dataset_info.json`` beside it, the way LLaMA-Factory finds datasets.
+
+Only the named entry is set; every other entry (and the order of entries) is preserved. The update holds an
+exclusive lock on the folder so two conversions into the same folder cannot lose each other's entry, and the new
+file replaces the old one atomically. A ``dataset_info.json`` that is not a JSON object is reported, never
+overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from r1sft.data.atomic import write_atomic
+from r1sft.errors import R1sftError
+
+DATASET_INFO = "dataset_info.json"
+
+
+def sharegpt_entry(file_name: str, r1sft_meta: dict) -> dict:
+    """The entry for a file in r1sft's converted format (see docs/CONVENTIONS.md)."""
+    return {
+        "file_name": file_name,
+        "formatting": "sharegpt",
+        "columns": {"messages": "conversations", "system": "system"},
+        "r1sft": r1sft_meta,
+    }
+
+
+def read_dataset_info(folder: Path) -> dict:
+    path = folder / DATASET_INFO
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise R1sftError(f"{path}: not valid JSON ({exc}); fix or remove it") from None
+    if not isinstance(info, dict):
+        raise R1sftError(f"{path}: expected a JSON object of dataset entries")
+    return info
+
+
+def check_dataset_info(folder: Path) -> None:
+    """Fail before converting, not after, when the registration would fail."""
+    read_dataset_info(folder)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path):
+    """Exclusive lock on the folder itself (flock on its descriptor), so no lock file is left behind."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks, single-writer assumed
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def updated_dataset_info(folder: Path, name: str, entry: dict) -> bytes:
+    """The new ``dataset_info.json`` content with ``name`` set; call while holding ``folder_lock(folder)``."""
+    info = read_dataset_info(folder)
+    info[name] = entry
+    return (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def register_dataset(folder: Path, name: str, entry: dict) -> Path:
+    """Set ``name`` to ``entry`` in ``folder/dataset_info.json``; returns the file's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / DATASET_INFO
+    with folder_lock(folder):
+        write_atomic(path, updated_dataset_info(folder, name, entry))
+    return path
