@@ -89,6 +89,11 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None) -> d
     return env
 
 
+def _shown(path: Path) -> str:
+    """Paths inside the project are shown (and passed) relative to it, as recipes write them."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def refuse_spaces(path: Path, what: str) -> None:
     if any(ch.isspace() for ch in str(path)):
         raise R1sftError(f"{what} {str(path)!r} contains a space: LLaMA-Factory's launcher splits its arguments on "
@@ -107,8 +112,7 @@ def prepare_launch(recipe: Path, overrides: dict, resume: bool = True) -> tuple[
     if resume and "resume_from_checkpoint" not in overrides:
         checkpoint = newest_checkpoint(output_path)
         if checkpoint is not None:
-            config["resume_from_checkpoint"] = str(checkpoint.relative_to(REPO_ROOT) if checkpoint.is_relative_to(
-                REPO_ROOT) else checkpoint)
+            config["resume_from_checkpoint"] = _shown(checkpoint)
             print(f"r1sft: resuming from {checkpoint} (pass resume=false to start over)", flush=True)
     output_path.mkdir(parents=True, exist_ok=True)
     node_rank = os.environ.get("NODE_RANK", "0")
@@ -141,12 +145,12 @@ def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool
     print(f"r1sft: NNODES={env['NNODES']} NODE_RANK={env['NODE_RANK']} NPROC_PER_NODE={env['NPROC_PER_NODE']} "
           f"FORCE_TORCHRUN={env.get('FORCE_TORCHRUN', '0')} MASTER_ADDR={env['MASTER_ADDR']} "
           f"MASTER_PORT={env.get('MASTER_PORT', 'auto')}", flush=True)
-    print(f"r1sft: llamafactory-cli train {effective.relative_to(REPO_ROOT)}  (log: {log_path})", flush=True)
+    print(f"r1sft: llamafactory-cli train {_shown(effective)}  (log: {log_path})", flush=True)
     cli = shutil.which("llamafactory-cli", path=env["PATH"])
     if cli is None:
         raise R1sftError("llamafactory-cli not found on PATH: run `make setup` or install llamafactory==0.9.5")
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([cli, "train", str(effective.relative_to(REPO_ROOT))], env=env,
+        proc = subprocess.Popen([cli, "train", _shown(effective)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):

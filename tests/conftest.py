@@ -1,0 +1,41 @@
+"""Shared fixtures: the tiny models are built once per machine (cached) and shared by every test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from r1sft.paths import REPO_ROOT
+
+# No test may reach the hub; fail fast instead of waiting on timeouts.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """``tiny_model("tiny-qwen3")`` -> folder of the cached tiny model."""
+    from r1sft.tiny import ensure_tiny_model
+
+    return ensure_tiny_model
+
+
+def run_cli(*argv: str, env: dict | None = None, cwd: Path = REPO_ROOT, timeout: int = 900,
+            check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command the way a user would (venv bin/ first on PATH); return the completed process."""
+    full_env = dict(os.environ)
+    full_env["PATH"] = f"{VENV_BIN}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env.update(env or {})
+    proc = subprocess.run(list(argv), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n"
+                             f"--- stderr\n{proc.stderr[-6000:]}")
+    return proc
