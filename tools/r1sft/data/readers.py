@@ -7,7 +7,7 @@ JSONL) so a rejected row can be found again.
 
 Where one bad row ends and a bad file begins:
 - a JSONL line that is not JSON, or not an object, is a rejected row (``json_error`` / ``wrong_type``);
-- a file whose first 64 KiB hold NUL bytes or invalid UTF-8 is binary, not JSONL: file error;
+- a file whose first line holds NUL bytes or invalid UTF-8 is binary, not JSONL: file error;
 - a JSONL file in which no line parses (or the first 100 non-blank lines all fail) is not JSONL: file error;
 - a JSON array that does not parse to its closing bracket (truncated, malformed) is a file error naming the element;
 - a parquet file pyarrow cannot open or read is a file error; missing columns are checked by the pipeline.
@@ -115,14 +115,17 @@ def iter_records(inp: Input, progress, columns: list[str] | None = None, split: 
 
 
 def _check_text(inp: Input, head: bytes) -> None:
-    nul = head.find(b"\x00")
+    """Binary data in the first line means the file is not text at all (a stray bad byte further down is a row)."""
+    newline = head.find(b"\n")
+    first = head if newline < 0 else head[:newline]
+    nul = first.find(b"\x00")
     if nul >= 0:
         raise R1sftError(f"{inp.label}: binary data (NUL byte at offset {nul}); expected JSONL, a JSON array or parquet")
     try:
-        head.decode("utf-8")
+        first.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a character cut by the sniff window
-            raise R1sftError(f"{inp.label}: not UTF-8 text (invalid byte at offset {exc.start}); "
+        if newline >= 0 or exc.start < len(first) - 4:  # not just a character cut by the sniff window
+            raise R1sftError(f"{inp.label}: binary data (not UTF-8 at offset {exc.start}); "
                              "expected JSONL, a JSON array or parquet") from None
 
 
