@@ -1,0 +1,123 @@
+"""``r1sft recipe`` (plan and write recipes) and ``r1sft check`` (validate recipes): thin shells over the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from r1sft.errors import R1sftError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    recipe = subparsers.add_parser(
+        "recipe",
+        help="write a LLaMA-Factory training (and merge) recipe for a model preset",
+        description="Plan and write recipes/<preset>/<method>_sft.yaml (and <method>_merge.yaml for adapters).",
+    )
+    recipe.add_argument("model", nargs="?", help="model preset (see --list)")
+    recipe.add_argument("--method", default="lora", help="lora (default), qlora, dora or full")
+    recipe.add_argument("--dataset", help="comma-separated dataset names from data/dataset_info.json "
+                        "(default: r1sft_sample, the bundled sample)")
+    recipe.add_argument("--gpus", type=int, help="GPUs per node (default 8; tiny presets 0 = CPU)")
+    recipe.add_argument("--nodes", type=int, help="number of nodes (default 1)")
+    recipe.add_argument("--gpu-mem", type=float, help="memory per GPU in GiB (default 80)")
+    recipe.add_argument("--cutoff", type=int, help="cutoff_len in tokens (default 16384, capped at the model's)")
+    recipe.add_argument("--global-batch", type=int, help="samples per optimizer step over all GPUs (default 96)")
+    recipe.add_argument("--deepspeed", default="auto", help="auto (default), none, z0, z2, z3 or z3_offload")
+    recipe.add_argument("--think", choices=("on", "off"), help="Qwen3 only: off trains with qwen3_nothink")
+    recipe.add_argument("--template", help="LLaMA-Factory template (must suit the model family)")
+    recipe.add_argument("--model-path", help="local folder or hub id to train instead of the preset's model")
+    recipe.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any LLaMA-Factory argument, e.g. --set learning_rate=5e-5 (repeatable)")
+    recipe.add_argument("--out-dir", type=Path, help="where <preset>/ folders go (default: recipes/)")
+    recipe.add_argument("--print", dest="print_only", action="store_true", help="print the recipe, write nothing")
+    recipe.add_argument("--list", action="store_true", help="list the model presets and exit")
+    recipe.add_argument("--refresh-committed", action="store_true",
+                        help="(re)write every committed recipe listed under headline: in presets.yaml")
+    recipe.set_defaults(func=run_recipe)
+
+    check = subparsers.add_parser(
+        "check",
+        help="check recipes with LLaMA-Factory's own parser and r1sft's rules",
+        description="Check training and merge recipes: LLaMA-Factory's argument parser (offline, no model download), "
+        "then datasets, template, DeepSpeed file, global batch and train/merge consistency. One line per problem.",
+    )
+    check.add_argument("recipes", nargs="+", type=Path, metavar="RECIPE")
+    check.set_defaults(func=run_check)
+
+
+def run_recipe(args: argparse.Namespace) -> int:
+    from r1sft.presets import catalogue, presets
+    from r1sft.recipe.plan import RecipeRequest, parse_set, plan_recipe
+    from r1sft.recipe.render import render_recipe, write_files
+
+    if args.list:
+        for name, preset in presets().items():
+            where = preset.hub_id or f"{preset.model_path} (tiny, CPU)"
+            print(f"{name:15} {preset.params_billion:7.2f}B  {preset.family.name:9} {where}")
+        return 0
+    if args.refresh_committed:
+        requests = [
+            RecipeRequest(model=entry["preset"], method=method, gpus=entry.get("gpus"), out_dir=args.out_dir)
+            for entry in catalogue()["headline"]
+            for method in entry["methods"]
+        ]
+    else:
+        if not args.model:
+            raise R1sftError("name a model preset (r1sft recipe --list shows them)")
+        requests = [
+            RecipeRequest(
+                model=args.model,
+                method=args.method,
+                datasets=[d.strip() for d in args.dataset.split(",") if d.strip()] if args.dataset else None,
+                gpus=args.gpus,
+                nodes=args.nodes,
+                gpu_mem=args.gpu_mem,
+                cutoff=args.cutoff,
+                global_batch=args.global_batch,
+                deepspeed=args.deepspeed,
+                think=args.think,
+                template=args.template,
+                model_path=args.model_path,
+                overrides=parse_set(args.set),
+                out_dir=args.out_dir,
+            )
+        ]
+    for request in requests:
+        plan = plan_recipe(request)
+        files = render_recipe(plan)
+        if args.print_only:
+            for text in files.values():
+                sys.stdout.write(text)
+                sys.stdout.write("\n")
+            print(plan.summary(), file=sys.stderr)
+            continue
+        written = write_files(files)
+        print(plan.summary())
+        for path in written:
+            print(f"  wrote {_shown(path)}")
+        print(f"  launch: bash run_sft.sh {_shown(plan.sft_path)}")
+        if plan.merge_path:
+            print(f"  merge:  llamafactory-cli export {_shown(plan.merge_path)}")
+    return 0
+
+
+def _shown(path: Path) -> str:
+    from r1sft.recipe.plan import _display
+
+    return _display(path).as_posix()
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from r1sft.recipe.check import check_recipes
+
+    problems = check_recipes(args.recipes)
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"r1sft check: {len(problems)} problem{'s' if len(problems) > 1 else ''}", file=sys.stderr)
+        return 1
+    for path in args.recipes:
+        print(f"{path}: ok")
+    return 0

@@ -1,0 +1,235 @@
+"""Peak memory of one training process (one GPU, or the CPU), estimated from the model's shape.
+
+The planner uses this to choose DeepSpeed, gradient checkpointing and the per-device batch; a benchmark can call
+:func:`estimate_memory` with the settings it ran and compare ``peak`` with the measured peak (nvidia-smi).
+
+What is counted, and why (bytes; N parameters, T = micro batch x sequence tokens, L layers, h hidden, V vocab):
+
+* Model states, per DeepSpeed's own estimators where DeepSpeed is used
+  (``estimate_zero2/3_model_states_mem_needs``): ZeRO-0/1/2 ``2N + 18N/g``, ZeRO-3 ``4 x largest module +
+  18N/g`` plus the bf16 parameters it keeps gathered (``stage3_max_live_parameters``), ZeRO-3 with optimizer and
+  parameters offloaded the same without the ``18N/g``, which moves to host RAM. Without DeepSpeed LLaMA-Factory upcasts trainable weights to fp32: full SFT holds fp32 weights (4N), fp32
+  gradients (4N) and AdamW moments (8N); torch's foreach AdamW allocates one more fp32 buffer (4N) while stepping,
+  and autocast caches a bf16 copy of every weight (2N) until the forward pass ends. The peak is the larger of the
+  end of the forward pass and the optimizer step. LoRA: frozen bf16 weights plus those states for the adapters;
+  QLoRA: NF4 weights (~0.53 bytes per linear parameter with double quantization), embeddings in bf16.
+* Activations, per token and layer, counted from the tensors HF's Qwen2/Qwen3/Llama layers keep for backward with
+  SDPA attention: each RMSNorm keeps an fp32 copy of its input plus its normalised output, attention keeps q, k, v,
+  its output and the o_proj input, the SwiGLU MLP keeps four intermediate-sized tensors (gate, SiLU, up,
+  product). LoRA dropout keeps a dropped-out copy (and mask) of every adapted layer's input; DoRA keeps the base
+  and LoRA outputs. With gradient checkpointing only each layer's input is kept, plus one layer's full activations
+  while it is recomputed.
+* Logits: without liger, the bf16 logits, their fp32 upcast, log-softmax and gradients: ~12 bytes per token per
+  vocabulary entry (31 GB at 16k tokens for a 152k vocabulary). Liger's fused linear cross-entropy works in chunks
+  and removes that term.
+
+Calibration (``ACTIVATION_FACTOR``, ``LOGIT_BYTES``, ``CUDA_OVERHEAD``) comes from the H100 measurements in
+shared/gpu/README.md (random-init Qwen2.5-1.5B, batch 1, samples up to ~15k tokens): full SFT + liger without
+DeepSpeed peaks at 29.4 GiB with checkpointing (model here: 29.8) and 75.3 GiB without (model: 74.5 at 15k
+tokens); ZeRO-3 on one GPU with liger 34.0 GiB (model: 33.2) and without liger 60.4 GiB (model: 58.3). The factor
+covers the allocator's fragmentation and the tensors the count misses; the later benchmark issue refines it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from r1sft.presets import Shape
+
+GIB = 1024**3
+
+# Measured/actual ratio for activations (see module docstring): fragmentation and uncounted temporaries.
+ACTIVATION_FACTOR = 1.2
+# Bytes per (token x vocabulary entry) held around the loss without a fused cross-entropy.
+LOGIT_BYTES = 12
+# CUDA context, cuBLAS/NCCL workspaces and the caching allocator's slack that every process pays.
+CUDA_OVERHEAD = 1.0 * GIB
+# Python, torch and the tokenizer of a CPU training process.
+CPU_OVERHEAD = 1.0 * GIB
+# LLaMA-Factory's ZeRO-0/2 configs use 5e8-element all-gather and reduce buckets.
+ZERO12_BUCKETS = 2 * 5e8 * 2
+# ZeRO-3 gathers up to stage3_max_live_parameters (1e9 in ds_configs/z3*.json) bf16 parameters at a time.
+ZERO3_LIVE_PARAMS = 1e9
+# NF4 with double quantization: 4 bits per weight + absmax (8-bit, per 64) + second-level constants.
+NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Estimated peak memory of one process, with the parts that make it up at the peak."""
+
+    peak: float
+    phase: str  # "end of forward" or "optimizer step"
+    parts: dict[str, float]
+    host: float = 0.0  # offloaded bytes in host RAM for the whole node
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def peak_gib(self) -> float:
+        return self.peak / GIB
+
+    def breakdown(self) -> str:
+        """``weights 14.2 + activations 20.3 + ...`` in GiB, the parts that are non-zero at the peak."""
+        return " + ".join(f"{name} {value / GIB:.1f}" for name, value in self.parts.items() if value >= 0.05 * GIB)
+
+
+def activation_bytes_per_token_layer(
+    shape: Shape,
+    *,
+    method: str = "full",
+    residual_bytes: int = 2,
+    act_bytes: int = 2,
+    micro_batch: int = 1,
+    lora_dropout: float = 0.05,
+) -> float:
+    """Bytes one decoder layer keeps for backward per token, without gradient checkpointing (before the factor)."""
+    h, q, i = shape.hidden, shape.q_dim, shape.intermediate
+    # With a padding mask (micro batch > 1) transformers repeats k/v to every head before SDPA.
+    kv = shape.kv_dim if micro_batch == 1 else q
+    norm = 4 * h + residual_bytes * h + act_bytes * h  # fp32 input copy, normalised output, cast for the linear
+    total = 2 * norm
+    if shape.qk_norm:
+        total += (4 + act_bytes) * (q + shape.kv_dim)
+    total += act_bytes * (3 * q + 2 * kv)  # q and k after RoPE, v, SDPA output, o_proj's contiguous input
+    total += 4 * act_bytes * i  # gate, SiLU(gate), up, product
+    if method in ("lora", "qlora", "dora") and lora_dropout > 0:
+        total += (act_bytes + 1) * sum(fan_in for _, fan_in, _ in shape.linears())  # dropout output + mask
+    if method == "dora":
+        total += 2 * act_bytes * sum(fan_out for _, _, fan_out in shape.linears())  # base and LoRA results
+    return float(total)
+
+
+def estimate_memory(
+    shape: Shape,
+    *,
+    method: str,
+    seq_len: int,
+    micro_batch: int = 1,
+    world_size: int = 1,
+    zero_stage: int | None = None,
+    offload: bool = False,
+    gradient_checkpointing: bool = True,
+    liger: bool = True,
+    bf16: bool = True,
+    on_gpu: bool = True,
+    lora_rank: int = 64,
+    lora_dropout: float = 0.05,
+    resize_vocab: bool = False,
+    gpus_per_node: int | None = None,
+) -> MemoryEstimate:
+    """Peak bytes of one training process for ``method`` (full, lora, qlora, dora).
+
+    ``zero_stage`` None means no DeepSpeed (plain PyTorch/DDP); 0, 2 or 3 a DeepSpeed ZeRO stage, ``offload``
+    ZeRO-3 with optimizer and parameters in host RAM. ``seq_len`` is the longest sample (cutoff_len) and
+    ``micro_batch`` the per-device batch, so T = seq_len x micro_batch tokens are live at once.
+    """
+    if method not in ("full", "lora", "qlora", "dora"):
+        raise ValueError(f"unknown method {method!r}")
+    n = shape.total_params
+    g = max(1, world_size)
+    tokens = seq_len * micro_batch
+    half = 2 if bf16 else 4  # bytes of a weight/activation in the compute dtype
+    notes: list[str] = []
+
+    # ---- trainable parameters -------------------------------------------------------------------------------
+    if method == "full":
+        trainable = n
+    else:
+        trainable = shape.lora_params(lora_rank)
+        if method == "dora":
+            trainable += shape.dora_magnitude_params()
+        if resize_vocab:  # LLaMA-Factory trains full copies of embed_tokens and lm_head (modules_to_save)
+            trainable += 2 * shape.embedding_params
+            notes.append("new special tokens: embed_tokens and lm_head become fully trainable copies")
+
+    # ---- model states --------------------------------------------------------------------------------------
+    # fwd_*: held at the end of the forward pass; step_*: held while the optimizer steps.
+    frozen = n if method != "full" else 0
+    if method == "qlora":
+        linear = shape.layers * shape.linear_params_per_layer
+        frozen_bytes = NF4_BYTES_PER_PARAM * linear + half * (n - linear)
+        dequant = half * max(f_in * f_out for _, f_in, f_out in shape.linears())  # one layer's weight, unpacked
+    else:
+        frozen_bytes = half * frozen
+        dequant = 0.0
+    weights = grads = optim = extra_fwd = extra_step = other = 0.0
+    host = 0.0
+    if zero_stage is None:
+        # LLaMA-Factory upcasts trainable parameters to fp32 unless ZeRO-3 is on.
+        weights = frozen_bytes + 4 * trainable
+        grads = 4 * trainable
+        optim = 8 * trainable
+        extra_step = 4 * trainable  # foreach AdamW's temporary
+        if bf16:
+            extra_fwd = 2 * trainable  # autocast's bf16 copy of the fp32 weights
+        if g > 1:
+            other += 4 * trainable  # DDP gradient buckets
+    elif zero_stage in (0, 1, 2):
+        shards = 1 if zero_stage == 0 else g
+        weights = frozen_bytes + 2 * trainable  # DeepSpeed keeps bf16 weights
+        grads = 6 * trainable / shards  # bf16 gradients + fp32 gradient partition
+        optim = 12 * trainable / shards  # fp32 master weights + AdamW moments
+        other += ZERO12_BUCKETS
+    elif zero_stage == 3:
+        gathered = 4 * shape.largest_module_params + 2 * min(ZERO3_LIVE_PARAMS, n)
+        if offload:
+            weights = 0.0
+            host = 18 * trainable + frozen_bytes
+            if gpus_per_node and g > gpus_per_node:
+                host = host * gpus_per_node / g
+            notes.append("optimizer states and parameters offloaded to host RAM")
+        else:
+            weights = (frozen_bytes + 2 * trainable) / g
+            grads = 4 * trainable / g
+            optim = 12 * trainable / g
+        other += gathered
+    else:
+        raise ValueError(f"unknown ZeRO stage {zero_stage!r}")
+    other += dequant
+
+    # ---- activations ---------------------------------------------------------------------------------------
+    # Full SFT without DeepSpeed runs under autocast with fp32 weights: the residual stream is fp32.
+    residual = 4 if (method == "full" and zero_stage is None) or not bf16 else 2
+    per_layer = ACTIVATION_FACTOR * activation_bytes_per_token_layer(
+        shape,
+        method=method,
+        residual_bytes=residual,
+        act_bytes=half,
+        micro_batch=micro_batch,
+        lora_dropout=lora_dropout,
+    )
+    if gradient_checkpointing:
+        activations = tokens * (shape.layers * residual * shape.hidden + per_layer)
+    else:
+        activations = tokens * shape.layers * per_layer
+    activations += tokens * 4 * shape.hidden * 2  # embedding output and final norm
+
+    # ---- logits ----------------------------------------------------------------------------------------------
+    if liger:
+        chunk = min(tokens, 2 ** math.ceil(math.log2(max(1, math.ceil(tokens / math.ceil(shape.vocab / shape.hidden))))))
+        logits = tokens * shape.hidden * 4 + chunk * shape.vocab * 8
+    else:
+        logits = LOGIT_BYTES * tokens * shape.vocab
+
+    other += CUDA_OVERHEAD if on_gpu else CPU_OVERHEAD
+
+    forward = {
+        "weights": weights,
+        "gradients": grads if zero_stage is not None else 0.0,  # DeepSpeed's gradient partitions persist
+        "optimizer": optim,
+        "autocast copies": extra_fwd,
+        "activations": activations,
+        "logits": logits,
+        "other": other,
+    }
+    step = {
+        "weights": weights,
+        "gradients": grads,
+        "optimizer": optim + extra_step,
+        "other": other,
+    }
+    fwd_total, step_total = sum(forward.values()), sum(step.values())
+    if fwd_total >= step_total:
+        return MemoryEstimate(peak=fwd_total, phase="end of forward", parts=forward, host=host, notes=tuple(notes))
+    return MemoryEstimate(peak=step_total, phase="optimizer step", parts=step, host=host, notes=tuple(notes))

@@ -1,0 +1,667 @@
+"""Decisions: from a request (model, method, hardware, data) to every value of the training and merge recipes.
+
+Each choice comes with a one-line reason; the numbers behind hardware choices come from :mod:`.memory`. Rendering
+(:mod:`.render`) only lays the values out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from r1sft import paths
+from r1sft.errors import R1sftError
+from r1sft.presets import ADAPTER_METHODS, METHODS, Preset, catalogue, get_preset, with_local_shape
+from r1sft.recipe.data import SAMPLE_DATASET, datasets_special_tokens
+from r1sft.recipe.memory import GIB, MemoryEstimate, estimate_memory
+
+DEEPSPEED_CHOICES = ("auto", "none", "z0", "z2", "z3", "z3_offload")
+# name -> (ZeRO stage, offload)
+ZERO = {"z0": (0, False), "z2": (2, False), "z3": (3, False), "z3_offload": (3, True)}
+# Fraction of GPU memory a plan may fill: the rest absorbs fragmentation spikes the estimate does not see.
+HEADROOM = 0.9
+# Tokens one micro-batch may hold: beyond this a larger per-device batch mostly adds padding and activations.
+MICROBATCH_TOKENS = {"gpu": 16384, "cpu": 2048}
+# Full SFT at or above this size uses ZeRO-3, as the anchor recipes did (Sky-T1, OpenThinker).
+ZERO3_FULL_FROM = 7e9
+METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA", "full": "full"}
+# --set keys the planner treats as inputs rather than as plain values.
+PLANNED_SET_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "disable_gradient_checkpointing",
+                    "enable_liger_kernel")
+
+
+@dataclass
+class RecipeRequest:
+    """What the user asked for; None means "the catalogue default for this preset"."""
+
+    model: str
+    method: str = "lora"
+    datasets: list[str] | None = None
+    gpus: int | None = None
+    nodes: int | None = None
+    gpu_mem: float | None = None
+    cutoff: int | None = None
+    global_batch: int | None = None
+    deepspeed: str = "auto"
+    think: str | None = None  # "on" / "off" (Qwen3 only)
+    template: str | None = None
+    model_path: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    out_dir: Path | None = None
+
+
+@dataclass
+class Plan:
+    """Everything a recipe says, decided: values in order, and why."""
+
+    request: RecipeRequest
+    preset: Preset
+    method: str
+    model_path: str
+    template: str
+    datasets: list[str]
+    special_tokens: list[str]
+    cpu: bool
+    gpus: int
+    nodes: int
+    gpu_mem: float
+    cutoff: int
+    global_batch: int
+    per_device: int
+    grad_accum: int
+    deepspeed: str | None
+    gradient_checkpointing: bool
+    liger: bool
+    memory: MemoryEstimate
+    train: dict[str, Any]
+    extra_keys: list[str]  # --set keys the templates do not place: rendered at the end of their section
+    merge: dict[str, Any] | None
+    why: dict[str, str]
+    reasons: list[str]
+    warnings: list[str]
+    command: str
+    make_command: str
+    sft_path: Path
+    merge_path: Path | None
+
+    @property
+    def world(self) -> int:
+        return max(1, self.gpus) * self.nodes
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.method in ADAPTER_METHODS
+
+    @property
+    def hardware(self) -> str:
+        if self.cpu:
+            return "CPU"
+        node = f" x {self.nodes} nodes" if self.nodes > 1 else ""
+        return f"{self.gpus} GPU{'s' if self.gpus > 1 else ''}{node} ({self.gpu_mem:g} GiB each)"
+
+    @property
+    def memory_line(self) -> str:
+        where = "process (CPU)" if self.cpu else "GPU"
+        line = f"~{self.memory.peak_gib:.1f} GiB per {where} at the {self.memory.phase} = {self.memory.breakdown()}"
+        if self.memory.host:
+            line += f"; host RAM for offload ~{self.memory.host / GIB:.0f} GiB per node"
+        return line
+
+    def summary(self) -> str:
+        """What the planner decided, with one line of why for each choice (printed by ``r1sft recipe``)."""
+        lines = [
+            f"{self.preset.name} {METHOD_NAMES[self.method]} SFT on {self.hardware}: "
+            f"{self.per_device} per device x GA {self.grad_accum} x {self.world} = {self.global_batch}",
+            f"  memory estimate: {self.memory_line}",
+        ]
+        lines += [f"  - {reason}" for reason in self.reasons]
+        lines += [f"  warning: {warning}" for warning in self.warnings]
+        return "\n".join(lines)
+
+
+def _display(path: Path) -> Path:
+    """A path as recipes show it: relative to the project root when inside it."""
+    try:
+        return path.resolve().relative_to(paths.REPO_ROOT)
+    except ValueError:
+        return path
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to a dict, values read as YAML scalars (``true``, ``64``, ``1e-4``, text)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise R1sftError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 as text; LLaMA-Factory's OmegaConf reads it as a number
+        if isinstance(value, (dict, list)):
+            raise R1sftError(f"--set {key}: expected a single value, got {type(value).__name__}")
+        out[key] = value
+    return out
+
+
+def _ensure_tiny(preset: Preset, warnings: list[str]) -> None:
+    """Build the tiny model on first use (r1sft.tiny), so the recipe runs as soon as it is written."""
+    try:
+        from r1sft.tiny import ensure_tiny_model
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("r1sft.tiny",):
+            raise
+        warnings.append(f"r1sft.tiny is not installed: build {preset.model_path} before training")
+        return
+    ensure_tiny_model(preset.name)
+
+
+def _local_folder(model_path: str) -> Path | None:
+    folder = Path(model_path)
+    if not folder.is_absolute():
+        folder = paths.REPO_ROOT / folder
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _divisors_desc(n: int) -> list[int]:
+    return [d for d in range(n, 0, -1) if n % d == 0]
+
+
+def _fmt_gib(value: float) -> str:
+    return f"{value / GIB:.1f} GiB"
+
+
+def _deepspeed_from_path(value: str) -> str:
+    match = re.fullmatch(r"(?:\./)?ds_configs/(z0|z2|z3|z3_offload)\.json", str(value))
+    if not match:
+        raise R1sftError(f"--set deepspeed={value}: use --deepspeed {{{','.join(DEEPSPEED_CHOICES)}}}")
+    return match.group(1)
+
+
+def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_tiny: bool = True) -> Plan:
+    """Decide every value of the recipe for ``request``. Raises R1sftError for requests that cannot work."""
+    data_dir = data_dir or paths.DATA_DIR
+    warnings: list[str] = []
+    reasons: list[str] = []
+    why: dict[str, str] = {}
+    overrides = dict(request.overrides)
+
+    # ---- model, method, template -----------------------------------------------------------------------
+    preset = get_preset(request.model)
+    method = request.method
+    if method not in METHODS:
+        raise R1sftError(f"unknown method '{method}': choose one of {', '.join(METHODS)}")
+    cat = catalogue()
+    defaults = {**cat["defaults"], **preset.defaults}
+
+    model_path = str(overrides.pop("model_name_or_path", None) or request.model_path or preset.model_path)
+    if preset.tiny and model_path == preset.model_path and build_tiny:
+        _ensure_tiny(preset, warnings)
+    folder = _local_folder(model_path)
+    if folder is not None:
+        preset = with_local_shape(preset, folder)
+        reasons.append(f"shape read from {_display(folder / 'config.json')}")
+    elif not (preset.hub_id and model_path == preset.hub_id) and not preset.tiny:
+        warnings.append(f"{model_path} is not a local model folder: planning from {preset.name}'s catalogue shape")
+    shape = preset.shape
+    family = preset.family
+
+    template = overrides.pop("template", None) or request.template
+    think = (request.think or "on").lower()
+    if think not in ("on", "off"):
+        raise R1sftError(f"THINK={request.think}: expected on or off")
+    if think == "off" and not template:
+        if not family.nothink_template:
+            raise R1sftError(
+                f"THINK=off: {family.name} has no no-think template (only Qwen3 switches with qwen3_nothink); "
+                f"its template '{family.template}' trains <think> text verbatim"
+            )
+        template = family.nothink_template
+    template = template or family.template
+    if template not in family.templates:
+        raise R1sftError(
+            f"template '{template}' does not match {preset.name} ({family.name} models use "
+            f"{' or '.join(family.templates)})"
+        )
+
+    # ---- data --------------------------------------------------------------------------------------------
+    datasets = request.datasets or _split(overrides.pop("dataset", None)) or [SAMPLE_DATASET]
+    if "dataset_dir" in overrides:
+        raise R1sftError("--set dataset_dir: recipes read datasets from data/ (register them in data/dataset_info.json)")
+    special = datasets_special_tokens(datasets, data_dir, require=True)
+    if special and method == "qlora":
+        raise R1sftError(
+            f"dataset {','.join(datasets)} needs special tokens {','.join(special)}, and QLoRA cannot resize a 4-bit "
+            "model's embeddings (LLaMA-Factory refuses): use --method lora, or convert the data without --think thought"
+        )
+
+    # ---- hardware ----------------------------------------------------------------------------------------
+    gpus = int(request.gpus if request.gpus is not None else defaults["gpus"])
+    nodes = int(request.nodes if request.nodes is not None else defaults["nodes"])
+    gpu_mem = float(request.gpu_mem if request.gpu_mem is not None else defaults["gpu_mem"])
+    if gpus < 0 or nodes < 1 or gpu_mem <= 0:
+        raise R1sftError(f"GPUS={gpus} NODES={nodes} GPU_MEM={gpu_mem:g}: expected GPUS >= 0, NODES >= 1, GPU_MEM > 0")
+    cpu = gpus == 0
+    if cpu and nodes > 1:
+        raise R1sftError(f"GPUS=0 NODES={nodes}: CPU recipes run in one process on one machine")
+    world = max(1, gpus) * nodes
+
+    max_ctx = shape.max_ctx
+    cutoff_override = overrides.pop("cutoff_len", None)
+    if request.cutoff is not None or cutoff_override is not None:
+        cutoff = int(request.cutoff if request.cutoff is not None else cutoff_override)
+        if cutoff < 1:
+            raise R1sftError(f"CUTOFF={cutoff}: expected a positive number of tokens")
+        if max_ctx and cutoff > max_ctx:
+            raise R1sftError(f"CUTOFF={cutoff} exceeds {preset.name}'s context window of {max_ctx} tokens")
+        why["cutoff_len"] = "set on the command line; longer samples are truncated, losing their end and EOS"
+    else:
+        cutoff = int(defaults["cutoff"])
+        if max_ctx and cutoff > max_ctx:
+            cutoff = max_ctx
+            why["cutoff_len"] = f"capped at {preset.name}'s context window"
+        else:
+            why["cutoff_len"] = "longer samples are truncated (their end and EOS lost): drop them at conversion"
+
+    global_batch = int(request.global_batch if request.global_batch is not None else defaults["global_batch"])
+    if global_batch < 1:
+        raise R1sftError(f"GLOBAL_BATCH={global_batch}: expected a positive number of samples")
+    ranks = f"{max(1, gpus)} GPU{'s' if gpus > 1 else ''} x {nodes} node{'s' if nodes > 1 else ''}"
+    if cpu:
+        ranks = "1 CPU process"
+    if global_batch % world:
+        lower, upper = global_batch // world * world, (global_batch // world + 1) * world
+        raise R1sftError(
+            f"GLOBAL_BATCH={global_batch} cannot be split over {ranks} = {world} ranks: per-device batch x gradient "
+            f"accumulation x {world} must equal {global_batch} exactly; use a multiple of {world} "
+            f"(e.g. {lower or upper} or {upper})"
+        )
+    per_rank = global_batch // world
+
+    # ---- per-device batch, DeepSpeed, checkpointing: the smallest machinery that fits --------------------
+    fixed_pdb = overrides.pop("per_device_train_batch_size", None)
+    fixed_ga = overrides.pop("gradient_accumulation_steps", None)
+    if fixed_pdb is not None and fixed_ga is not None and int(fixed_pdb) * int(fixed_ga) * world != global_batch:
+        raise R1sftError(
+            f"per_device_train_batch_size {fixed_pdb} x gradient_accumulation_steps {fixed_ga} x {world} ranks = "
+            f"{int(fixed_pdb) * int(fixed_ga) * world}, not the global batch {global_batch}"
+        )
+    if fixed_ga is not None:
+        if per_rank % int(fixed_ga):
+            raise R1sftError(
+                f"gradient_accumulation_steps {fixed_ga} does not divide {global_batch} / {world} ranks = {per_rank}"
+            )
+        pdb_options = [per_rank // int(fixed_ga)]
+    elif fixed_pdb is not None:
+        if per_rank % int(fixed_pdb):
+            raise R1sftError(
+                f"per_device_train_batch_size {fixed_pdb} does not divide {global_batch} / {world} ranks = {per_rank}"
+            )
+        pdb_options = [int(fixed_pdb)]
+    else:
+        cap = max(1, MICROBATCH_TOKENS["cpu" if cpu else "gpu"] // cutoff)
+        pdb_options = [d for d in _divisors_desc(per_rank) if d <= cap] or [1]
+
+    gc_override = overrides.pop("disable_gradient_checkpointing", None)
+    gc_options = [False, True] if gc_override is None else [not bool(gc_override)]
+    liger_override = overrides.pop("enable_liger_kernel", None)
+    liger = (not cpu) if liger_override is None else bool(liger_override)
+
+    ds_override = overrides.pop("deepspeed", None)
+    ds_request = request.deepspeed if ds_override is None else _deepspeed_from_path(ds_override)
+    if ds_request not in DEEPSPEED_CHOICES:
+        raise R1sftError(f"DEEPSPEED={ds_request}: choose one of {', '.join(DEEPSPEED_CHOICES)}")
+    if cpu and ds_request not in ("auto", "none"):
+        raise R1sftError(f"DEEPSPEED={ds_request} with GPUS=0: CPU recipes train without DeepSpeed")
+    if method == "qlora" and ds_request == "z3_offload":
+        raise R1sftError("DEEPSPEED=z3_offload with QLoRA: bitsandbytes 4-bit weights cannot be offloaded; use z3")
+    lora = cat["defaults"]["lora"]
+    memory_args = dict(
+        method=method,
+        seq_len=cutoff,
+        world_size=world,
+        liger=liger,
+        bf16=not cpu,
+        on_gpu=not cpu,
+        lora_rank=int(lora["rank"]),
+        lora_dropout=float(lora["dropout"]),
+        resize_vocab=bool(special),
+        gpus_per_node=max(1, gpus),
+    )
+
+    def estimate(ds: str | None, gc: bool, pdb: int) -> MemoryEstimate:
+        stage, offload = ZERO[ds] if ds else (None, False)
+        return estimate_memory(
+            shape, zero_stage=stage, offload=offload, gradient_checkpointing=gc, micro_batch=pdb, **memory_args
+        )
+
+    budget = gpu_mem * GIB * HEADROOM
+    n_params = shape.total_params
+    if ds_request == "auto":
+        if cpu:
+            ds_order: list[str | None] = [None]
+        elif world == 1:
+            ds_order = [None] if method == "qlora" else [None, "z3_offload"]
+        elif method == "qlora":
+            ds_order = [None, "z3"]
+        elif method == "full" and n_params >= ZERO3_FULL_FROM:
+            ds_order = ["z3", "z3_offload"]
+        else:
+            ds_order = [None, "z2", "z3", "z3_offload"]
+    else:
+        ds_order = [None if ds_request == "none" else ds_request]
+
+    chosen = None
+    tried: list[tuple[str | None, bool, int, MemoryEstimate]] = []
+    for ds in ds_order:
+        for gc in gc_options:
+            for pdb in pdb_options:
+                est = estimate(ds, gc, pdb)
+                tried.append((ds, gc, pdb, est))
+                if est.peak <= budget:
+                    chosen = (ds, gc, pdb, est)
+                    break
+            if chosen:
+                break
+        if chosen:
+            break
+    limit = f"{HEADROOM:.0%} of {gpu_mem:g} GiB" if not cpu else f"{HEADROOM:.0%} of {gpu_mem:g} GiB of RAM"
+    if chosen is None:
+        best = min(tried, key=lambda t: t[3].peak)
+        if ds_request == "auto":
+            raise R1sftError(
+                f"{preset.name} {METHOD_NAMES[method]} SFT at cutoff {cutoff} does not fit {ranks} of {gpu_mem:g} GiB: "
+                f"the smallest plan ({best[0] or 'no DeepSpeed'}, gradient checkpointing "
+                f"{'on' if best[1] else 'off'}, batch {best[2]}) needs ~{_fmt_gib(best[3].peak)} per "
+                f"{'process' if cpu else 'GPU'} (budget {limit}); use more GPUs, a lighter --method "
+                "(lora, qlora) or a shorter --cutoff"
+            )
+        chosen = best
+        warnings.append(
+            f"DEEPSPEED={ds_request}: estimated {_fmt_gib(best[3].peak)} per GPU exceeds {limit}: expect out-of-memory"
+        )
+    ds, gc, pdb, est = chosen
+    ga = per_rank // pdb
+
+    # ---- reasons for the hardware choices ----------------------------------------------------------------
+    first = tried[0][3]
+    if cpu:
+        reasons.append("CPU: use_cpu, fp32 (bf16 fails without a GPU), no DeepSpeed, no liger (needs CUDA)")
+    elif ds_request != "auto":
+        why["deepspeed"] = f"DEEPSPEED={ds_request} on the command line"
+        reasons.append(f"DeepSpeed {ds or 'none'}: asked for on the command line")
+    elif ds is None and world == 1:
+        reasons.append(
+            f"no DeepSpeed: one GPU and the model fits ({_fmt_gib(est.peak)}); DeepSpeed is ~1.8x slower on one GPU"
+        )
+    elif ds is None:
+        reasons.append(f"no DeepSpeed (DDP): weights and optimizer fit each GPU unsharded ({_fmt_gib(est.peak)})")
+    elif method == "full" and n_params >= ZERO3_FULL_FROM and ds == "z3":
+        why["deepspeed"] = f"full SFT of a {n_params / 1e9:.1f}B model: shard weights, gradients and optimizer"
+        reasons.append(
+            f"ZeRO-3: full SFT of {n_params / 1e9:.1f}B parameters shards weights too, as the anchor recipes did "
+            f"({_fmt_gib(est.peak)} per GPU)"
+        )
+    else:
+        without = min((t[3] for t in tried if t[0] != ds), key=lambda e: e.peak, default=first)
+        label = {"z2": "ZeRO-2", "z3": "ZeRO-3", "z3_offload": "ZeRO-3 with CPU offload"}[ds]
+        why["deepspeed"] = f"{label}: the lighter options need ~{_fmt_gib(without.peak)} per GPU, over {limit}"
+        line = f"{label}: without it ~{_fmt_gib(without.peak)} per GPU (over {limit}); with it {_fmt_gib(est.peak)}"
+        if est.host:
+            line += f"; needs ~{est.host / GIB:.0f} GiB of host RAM per node"
+        reasons.append(line)
+
+    if gc:
+        no_gc = [t[3] for t in tried if t[0] == ds and not t[1]]
+        if no_gc:
+            why["disable_gradient_checkpointing"] = (
+                f"checkpointing on: without it ~{_fmt_gib(min(e.peak for e in no_gc))} per "
+                f"{'process' if cpu else 'GPU'}"
+            )
+        else:
+            why["disable_gradient_checkpointing"] = "checkpointing on: set on the command line"
+        reasons.append(f"gradient checkpointing: {why['disable_gradient_checkpointing'].split(': ', 1)[1]}")
+    else:
+        why["disable_gradient_checkpointing"] = (
+            "checkpointing off: fits without it" if gc_override is None else "set on the command line"
+        )
+        reasons.append(f"no gradient checkpointing: activations fit ({_fmt_gib(est.parts.get('activations', 0))})")
+
+    if not cpu:
+        if liger:
+            with_logits = estimate_memory(
+                shape,
+                zero_stage=ZERO[ds][0] if ds else None,
+                offload=ZERO[ds][1] if ds else False,
+                gradient_checkpointing=gc,
+                micro_batch=pdb,
+                **{**memory_args, "liger": False},
+            )
+            saved = with_logits.parts.get("logits", 0) - est.parts.get("logits", 0)
+            why["enable_liger_kernel"] = f"fused kernels; fused cross-entropy never holds the logits (-{_fmt_gib(saved)})"
+            reasons.append(f"liger kernel: {why['enable_liger_kernel']}")
+        else:
+            why["enable_liger_kernel"] = "set on the command line"
+    else:
+        why["enable_liger_kernel"] = "liger's kernels need a CUDA GPU"
+
+    pdb_why = f"{pdb} x {cutoff} = {pdb * cutoff} tokens per micro-batch"
+    if len(pdb_options) == 1 and (fixed_pdb is not None or fixed_ga is not None):
+        pdb_why += " (set on the command line)"
+    why["per_device_train_batch_size"] = pdb_why
+    per = f"{pdb} per device x GA {ga} x {max(1, gpus)} {'GPUs' if gpus > 1 else 'GPU' if gpus == 1 else 'process'}"
+    if nodes > 1:
+        per += f" x {nodes} nodes"
+    why["gradient_accumulation_steps"] = f"{per} = {global_batch} (global batch)"
+    reasons.append(f"batch: {per} = {global_batch}; {pdb_why}")
+
+    # ---- the values --------------------------------------------------------------------------------------
+    method_dir = f"saves/{preset.name}/{method}"
+    train: dict[str, Any] = {}
+    # model
+    train["model_name_or_path"] = model_path
+    if special:
+        train["add_special_tokens"] = ",".join(special)
+        why["add_special_tokens"] = f"tags {'/'.join(datasets)} needs (dataset_info.json r1sft.special_tokens)"
+        if method != "full":
+            why["add_special_tokens"] += "; embeddings become trainable"
+    if method == "qlora":
+        train["quantization_bit"] = 4
+        train["quantization_method"] = "bnb"
+        why["quantization_bit"] = "QLoRA: 4-bit NF4 base weights (bitsandbytes)"
+    train["trust_remote_code"] = False
+    train["flash_attn"] = "sdpa"
+    train["enable_liger_kernel"] = liger
+    train["disable_gradient_checkpointing"] = not gc
+    # method
+    train["stage"] = "sft"
+    train["do_train"] = True
+    train["finetuning_type"] = "full" if method == "full" else "lora"
+    if method != "full":
+        train["lora_rank"] = int(lora["rank"])
+        train["lora_alpha"] = int(lora["alpha"])
+        train["lora_dropout"] = float(lora["dropout"])
+        train["lora_target"] = str(lora["target"])
+    if method == "dora":
+        train["use_dora"] = True
+    if ds:
+        train["deepspeed"] = f"ds_configs/{ds}.json"
+    # dataset
+    train["dataset"] = ",".join(datasets)
+    train["dataset_dir"] = _display(data_dir).as_posix()
+    train["template"] = template
+    if template == "qwen3":
+        train["enable_thinking"] = True
+    train["cutoff_len"] = cutoff
+    if not cpu:
+        train["tokenized_path"] = f".cache/tokenized/{preset.name}-{template}-{'+'.join(datasets)}-{cutoff}"
+    train["preprocessing_num_workers"] = 1 if cpu else 16
+    train["dataloader_num_workers"] = 0 if cpu else 4
+    # output
+    train["output_dir"] = f"{method_dir}/sft"
+    train["logging_steps"] = 1 if preset.tiny else 10
+    train["save_steps"] = 500 if preset.tiny else 200
+    train["save_total_limit"] = 2
+    train["plot_loss"] = True
+    if preset.tiny:
+        train["overwrite_output_dir"] = True
+    train["report_to"] = "none"
+    # train
+    train["per_device_train_batch_size"] = pdb
+    train["gradient_accumulation_steps"] = ga
+    train["learning_rate"] = float(defaults["learning_rate"][method])
+    train["num_train_epochs"] = float(defaults["epochs"])
+    if defaults.get("max_steps"):
+        train["max_steps"] = int(defaults["max_steps"])
+        why["max_steps"] = f"a demo: {defaults['max_steps']} steps of {global_batch} samples (wins over epochs)"
+    train["lr_scheduler_type"] = str(defaults["scheduler"])
+    train["warmup_ratio"] = float(defaults["warmup_ratio"])
+    if cpu:
+        train["use_cpu"] = True
+    else:
+        train["bf16"] = True
+    train["dataloader_pin_memory"] = not cpu
+    train["ddp_timeout"] = 180000000
+
+    rate_kind = {"full": "full SFT", "lora": "LoRA", "dora": "DoRA", "qlora": "QLoRA"}[method]
+    why["learning_rate"] = f"{rate_kind} default" + (" for a random-weight tiny model" if preset.tiny else "")
+    if template == "qwen3":
+        why["template"] = "Qwen3 reasoning template (THINK=off: qwen3_nothink)"
+        why["enable_thinking"] = "train the <think> block; turns without one get an empty block"
+    elif template == "qwen3_nothink":
+        why["template"] = "THINK=off: plain ChatML, no <think> handling"
+    if "tokenized_path" in train:
+        why["tokenized_path"] = "tokenize once, reuse: delete it after changing the data"
+    why["ddp_timeout"] = "rank 0 tokenizes everything first: keep the other ranks from timing out"
+    why["report_to"] = "tensorboard is not installed with r1sft; install it, then set tensorboard"
+    if cpu:
+        why["use_cpu"] = "no GPU: bf16 would fail on a CPU"
+    if preset.tiny:
+        why["overwrite_output_dir"] = "the demo may be run again"
+
+    # ---- --set: everything else, checked against LLaMA-Factory's own keys -------------------------------
+    extra_keys: list[str] = []
+    if overrides:
+        from r1sft.recipe import lf
+
+        unknown = lf.unknown_keys(overrides, lf.TRAIN)
+        if unknown:
+            key, close = unknown[0]
+            hint = f" (did you mean '{close}'?)" if close else ""
+            raise R1sftError(f"--set {key}: not a LLaMA-Factory 0.9.5 training argument{hint}")
+        bad = lf.type_problems(overrides, lf.TRAIN)
+        if bad:
+            raise R1sftError(f"--set: {bad[0]}")
+        extra_keys = [key for key in overrides if key not in train]
+        for key, value in overrides.items():
+            train[key] = value
+            why[key] = "set on the command line"
+
+    # ---- merge (export) recipe for adapters --------------------------------------------------------------
+    merge = None
+    if method in ADAPTER_METHODS:
+        merge = {
+            "model_name_or_path": model_path,
+            "adapter_name_or_path": train["output_dir"],
+            "template": train["template"],
+            "finetuning_type": "lora",
+            "trust_remote_code": False,
+        }
+        if "add_special_tokens" in train:
+            merge["add_special_tokens"] = train["add_special_tokens"]
+        merge.update(
+            {
+                "export_dir": f"{method_dir}/merged",
+                "export_size": 5,
+                "export_device": "cpu",
+                "export_legacy_format": False,
+            }
+        )
+
+    out_dir = (request.out_dir or paths.RECIPES_DIR) / preset.name
+    sft_path = out_dir / f"{method}_sft.yaml"
+    merge_path = out_dir / f"{method}_merge.yaml" if merge else None
+    command, make_command = _commands(request, preset.name, method, gpus)
+    return Plan(
+        request=request,
+        preset=preset,
+        method=method,
+        model_path=model_path,
+        template=template,
+        datasets=datasets,
+        special_tokens=special,
+        cpu=cpu,
+        gpus=gpus,
+        nodes=nodes,
+        gpu_mem=gpu_mem,
+        cutoff=cutoff,
+        global_batch=global_batch,
+        per_device=pdb,
+        grad_accum=ga,
+        deepspeed=ds,
+        gradient_checkpointing=gc,
+        liger=liger,
+        memory=est,
+        train=train,
+        extra_keys=extra_keys,
+        merge=merge,
+        why=why,
+        reasons=reasons,
+        warnings=warnings,
+        command=command,
+        make_command=make_command,
+        sft_path=sft_path,
+        merge_path=merge_path,
+    )
+
+
+def _split(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+def _commands(request: RecipeRequest, preset: str, method: str, gpus: int) -> tuple[str, str]:
+    """The canonical ``r1sft recipe`` command for this request, and its ``make recipe`` twin."""
+    cli = [f"r1sft recipe {preset}", f"--method {method}", f"--gpus {gpus}"]
+    make = [f"make recipe MODEL={preset}", f"METHOD={method}", f"GPUS={gpus}"]
+    options = [
+        ("nodes", "--nodes", "NODES"),
+        ("gpu_mem", "--gpu-mem", "GPU_MEM"),
+        ("cutoff", "--cutoff", "CUTOFF"),
+        ("global_batch", "--global-batch", "GLOBAL_BATCH"),
+        ("think", "--think", "THINK"),
+        ("template", "--template", "TEMPLATE"),
+        ("model_path", "--model-path", "MODEL_PATH"),
+    ]
+    if request.datasets:
+        cli.append(f"--dataset {','.join(request.datasets)}")
+        make.append(f"DATASET={','.join(request.datasets)}")
+    for attr, flag, var in options:
+        value = getattr(request, attr)
+        if value is not None:
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            cli.append(f"{flag} {shown}")
+            make.append(f"{var}={shown}")
+    if request.deepspeed != "auto":
+        cli.append(f"--deepspeed {request.deepspeed}")
+        make.append(f"DEEPSPEED={request.deepspeed}")
+    if request.overrides:
+        pairs = [f"{key}={_set_text(value)}" for key, value in request.overrides.items()]
+        cli += [f"--set {pair}" for pair in pairs]
+        make.append(f'SET="{" ".join(pairs)}"')
+    return " ".join(cli), " ".join(make)
+
+
+def _set_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
