@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "r1sft.merge",
     "r1sft.generate",
     "r1sft.demo",
+    "r1sft.learn",
     "r1sft.evaluate.cli",
 )
 

@@ -1,0 +1,138 @@
+"""``make learn``: prove that what r1sft trains learns the format and the answers, end to end.
+
+A synthetic task that needs its reasoning (adding three 2-digit numbers column by column, carrying) is written in
+Magpie-Reasoning-V2's real schema, then pushed through the same pipeline a user runs: ``r1sft convert`` ->
+``r1sft recipe`` -> ``run_sft.sh`` -> ``r1sft merge`` -> ``r1sft eval`` on held-out problems whose number triples
+never occur in training. The last line printed is JSON with ``well_formed`` (closes the think block, gives an answer,
+stops at the end-of-turn token before the limit) and ``accuracy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from r1sft.errors import R1sftError
+from r1sft.paths import CACHE_DIR, REPO_ROOT
+from r1sft.yamlio import load_yaml
+
+TASK_NAME = "learn_add3"
+
+
+def addition_reasoning(a: int, b: int, c: int) -> tuple[str, int]:
+    """Column addition of three 2-digit numbers, written the way a careful student would."""
+    ones = a % 10 + b % 10 + c % 10
+    tens = a // 10 + b // 10 + c // 10 + ones // 10
+    total = a + b + c
+    reasoning = (f"Ones: {a % 10} + {b % 10} + {c % 10} = {ones}. Write {ones % 10}, carry {ones // 10}.\n"
+                 f"Tens: {a // 10} + {b // 10} + {c // 10} + {ones // 10} = {tens}.\n"
+                 f"So {a} + {b} + {c} = {total}.")
+    return reasoning, total
+
+
+def magpie_row(index: int, a: int, b: int, c: int) -> dict:
+    """One row in Magpie-Reasoning-V2's schema (instruction / response with a <think> block, tag columns)."""
+    reasoning, total = addition_reasoning(a, b, c)
+    return {
+        "uuid": f"learn-add3-{index:06d}",
+        "instruction": f"Add {a}, {b} and {c}.",
+        "response": f"<think>\n{reasoning}\n</think>\n\nThe sum is \\boxed{{{total}}}.",
+        "conversations": [],
+        "gen_input_configs": {"temperature": 1.0, "top_p": 1.0},
+        "intent": "The user wants to add three numbers.",
+        "knowledge": "Column addition with carrying.",
+        "difficulty": "easy",
+        "input_quality": "good",
+        "quality_explanation": "The query is clear and specific.",
+        "task_category": "Math",
+        "language": "EN",
+    }
+
+
+def write_task(folder: Path, train_size: int, test_size: int, seed: int) -> tuple[Path, Path]:
+    """Training rows (Magpie schema) and held-out problems (problem/answer) with disjoint number triples."""
+    rng = random.Random(seed)
+    triples: list[tuple[int, int, int]] = []
+    seen: set[tuple[int, int, int]] = set()
+    while len(triples) < train_size + test_size:
+        triple = (rng.randint(10, 99), rng.randint(10, 99), rng.randint(10, 99))
+        if triple not in seen:
+            seen.add(triple)
+            triples.append(triple)
+    folder.mkdir(parents=True, exist_ok=True)
+    train, test = folder / "add3_magpie_train.jsonl", folder / "add3_heldout.jsonl"
+    with open(train, "w", encoding="utf-8") as handle:
+        for i, (a, b, c) in enumerate(triples[:train_size]):
+            handle.write(json.dumps(magpie_row(i, a, b, c)) + "\n")
+    with open(test, "w", encoding="utf-8") as handle:
+        for a, b, c in triples[train_size:]:
+            handle.write(json.dumps({"problem": f"Add {a}, {b} and {c}.", "answer": str(a + b + c)}) + "\n")
+    return train, test
+
+
+def _step(title: str, argv: list[str]) -> None:
+    print(f"\n==> {title}\n$ {shlex.join(argv)}", flush=True)
+    started = time.monotonic()
+    code = subprocess.call(argv, cwd=REPO_ROOT)
+    if code != 0:
+        raise R1sftError(f"learn step failed ({title}): exit code {code}")
+    print(f"    ({time.monotonic() - started:.0f} s)", flush=True)
+
+
+def run_learn(args: argparse.Namespace) -> dict:
+    work = CACHE_DIR / "learn"
+    r1sft = [sys.executable, "-m", "r1sft.cli"]
+    train_file, heldout = write_task(work, args.train_size, args.test_size, args.seed)
+    base = work / "base-qwen3"
+    _step("build a small Qwen3-architecture model (random weights)",
+          [*r1sft, "tiny-model", "--family", "qwen3", "--out", str(base), "--hidden", str(args.hidden),
+           "--layers", str(args.layers), "--heads", "4", "--kv-heads", "2", "--intermediate", str(args.hidden * 3),
+           "--seed", str(args.seed)])
+    data_file = REPO_ROOT / "data" / f"{TASK_NAME}.jsonl"
+    _step("convert the Magpie-schema task data", [*r1sft, "convert", "magpie-reasoning", "--input", str(train_file),
+                                                  "--output", str(data_file), "--think", "native"])
+    out_dir = work / "recipes"
+    sets = [f"model_name_or_path={base}", f"learning_rate={args.learning_rate}", f"num_train_epochs={args.epochs}",
+            "lora_rank=64", "lora_alpha=128", "additional_target=embed_tokens", "logging_steps=25",
+            "save_strategy=no", f"output_dir={work / 'sft'}"]
+    _step("render the recipe", [*r1sft, "recipe", "tiny-qwen3", "--method", "lora", "--dataset", TASK_NAME,
+                                "--global-batch", str(args.batch), "--cutoff", "256", "--out-dir", str(out_dir),
+                                *[item for kv in sets for item in ("--set", kv)]])
+    train_recipe = out_dir / "tiny-qwen3" / "lora_sft.yaml"
+    merge_recipe = out_dir / "tiny-qwen3" / "lora_merge.yaml"
+    _step("train", ["bash", "run_sft.sh", str(train_recipe), "resume=false", "overwrite_output_dir=true"])
+    _step("merge", [*r1sft, "merge", str(merge_recipe)])
+    merged = REPO_ROOT / load_yaml(merge_recipe)["export_dir"]
+    report = work / "eval.json"
+    _step("evaluate on held-out problems", [*r1sft, "eval", str(merged), "--data", str(heldout), "--temperature", "0",
+                                            "--max-new-tokens", "160", "--batch-size", "50", "--out", str(report)])
+    summary = json.loads(report.read_text())
+    result = {"well_formed": summary["well_formed"], "accuracy": summary["accuracy"],
+              "heldout": args.test_size, "train_rows": args.train_size, "model": str(merged)}
+    print(json.dumps(result))
+    return result
+
+
+def _run(args: argparse.Namespace) -> int:
+    result = run_learn(args)
+    return 0 if result["well_formed"] >= 0.95 and result["accuracy"] >= 0.8 else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("learn", help="train a small model on a synthetic reasoning task and score it",
+                                   description=__doc__.splitlines()[0])
+    parser.add_argument("--train-size", type=int, default=8000)
+    parser.add_argument("--test-size", type=int, default=200)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=_run)
