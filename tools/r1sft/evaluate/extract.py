@@ -6,7 +6,8 @@ Order (first hit wins; documented in docs/eval.md):
    ``\\{ \\}`` ignored) or ``\\boxed 5``, searched in the answer region (below); when the think block was opened and
    never closed, in the whole text, because a truncated generation has no answer region.
 2. ``answer_phrase``: the last "answer is X" / "Answer: X" / "final answer: X" in the answer region.
-3. ``answer_text``: the answer region itself when it is one short line (a model that answers "42" and stops).
+3. ``answer_text``: the answer region itself when it is a bare answer: one short line that is a single word
+   (``Monday``) or has no words besides LaTeX commands and one-letter variables (``42``, ``x = 3``, ``\frac{1}{2}``).
 4. ``last_number``: the last number in the answer region.
 
 The answer region is the text after the last think-closing tag (``</think>`` or ``<|end_of_thought|>``), narrowed to
@@ -114,6 +115,15 @@ def _clean_phrase(answer: str) -> str:
     return answer.rstrip(".").strip()
 
 
+def _is_bare_answer(region: str) -> bool:
+    """A short line that is an answer by itself, not a sentence ("I am not sure.", "So x = 12")."""
+    if not region or "\n" in region or len(region) > SHORT_ANSWER_CHARS:
+        return False
+    if re.fullmatch(r"[A-Za-z]+\.?", region):
+        return True
+    return re.search(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", " ", region)) is None
+
+
 def extract_answer(text: str | None, opened_in_prompt: bool = False) -> tuple[str | None, str | None]:
     """``(answer, source)`` where source is ``boxed``, ``answer_phrase``, ``answer_text``, ``last_number`` or None."""
     if not text:
@@ -130,7 +140,7 @@ def extract_answer(text: str | None, opened_in_prompt: bool = False) -> tuple[st
     phrases = [p for p in phrases if p]
     if phrases:
         return phrases[-1], "answer_phrase"
-    if region and "\n" not in region and len(region) <= SHORT_ANSWER_CHARS:
+    if _is_bare_answer(region):
         return _clean_phrase(region), "answer_text"
     numbers = _NUMBER.findall(region)
     if numbers:
