@@ -252,6 +252,8 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     if cpu and nodes > 1:
         raise R1sftError(f"GPUS=0 NODES={nodes}: CPU recipes run in one process on one machine")
     world = max(1, gpus) * nodes
+    if cpu and method == "qlora":
+        warnings.append("QLoRA loads 4-bit weights with bitsandbytes, which needs a CUDA GPU: train this on a GPU")
 
     max_ctx = shape.max_ctx
     cutoff_override = overrides.pop("cutoff_len", None)
