@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from r1sft.evaluate.generate import BACKENDS
 
@@ -19,7 +20,8 @@ def _run(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code, progress=not args.no_progress,
     )
     print(markdown_table(report))
-    print(f"\nreport: {report['report_file']}\nsamples: {report['samples_file']} (beside the report)")
+    report_file = Path(report["report_file"])
+    print(f"\nreport: {report_file}\nsamples: {report_file.with_name(report['samples_file'])}")
     return 0
 
 

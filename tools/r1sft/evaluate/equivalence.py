@@ -14,9 +14,11 @@ Order (documented in docs/eval.md):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
+import warnings
 from fractions import Fraction
 
 _WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
@@ -83,12 +85,24 @@ def _numbers_equal(a: str, b: str) -> bool | None:
     return math.isclose(float(x), float(y), rel_tol=NUMBER_REL_TOL, abs_tol=1e-12) if x != y else True
 
 
-def _math_verify(pred: str, gold: str) -> bool | None:
-    """math-verify's verdict, or None when it cannot parse one side (or fails)."""
+@functools.lru_cache(maxsize=1)
+def _load_math_verify():
+    """math-verify's (parse, verify), or None with one warning when it cannot be imported."""
     try:
         from math_verify import parse, verify
-    except ImportError:  # optional at runtime: fall back to the plain comparison
+    except ImportError as exc:  # a declared dependency, but a broken install must not stop a long run
+        warnings.warn(f"math-verify is unavailable ({exc}); answers are compared as plain strings and numbers only",
+                      RuntimeWarning, stacklevel=3)
         return None
+    return parse, verify
+
+
+def _math_verify(pred: str, gold: str) -> bool | None:
+    """math-verify's verdict, or None when it cannot parse one side (or fails, or is not installed)."""
+    loaded = _load_math_verify()
+    if loaded is None:
+        return None
+    parse, verify = loaded
     # math-verify times out with signal.alarm, which only works on the main thread.
     timeout = 5 if threading.current_thread() is threading.main_thread() else None
 
