@@ -72,6 +72,8 @@ def test_eval_cli_random_tiny_model(data_file, tmp_path, capsys):
     assert [(r["index"], r["sample"]) for r in records] == [(i, s) for i in range(3) for s in range(2)]
     for key, value in _recount(records).items():
         assert report["metrics"][key] == pytest.approx(value), key
+    assert report["accuracy"] == report["metrics"]["accuracy"]
+    assert report["well_formed"] == report["metrics"]["format_compliance"]
     for record in records:  # every record re-scores to itself from its own text
         assert 1 <= record["num_tokens"] <= 12
         assert (record["finish_reason"] == "length") == record["truncated"]

@@ -101,6 +101,9 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path | None = No
                      "max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
                      "seed": settings.seed, "limit": limit, "system": system, "enable_thinking": enable_thinking,
                      "stop_token_ids": stops},
+        # headline copies of metrics.accuracy / metrics.format_compliance, under the names scripts read
+        "accuracy": metrics["accuracy"],
+        "well_formed": metrics["format_compliance"],
         "metrics": metrics,
         "notes": notes,
         "samples_file": samples_path(path).name,
