@@ -123,6 +123,11 @@ def test_eval_cli_bad_data(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "no-model"), "--data", str(bad), "--limit", "1"]) == 2
     assert "no-model: no such model folder" in capsys.readouterr().err
     assert main(["eval", "m", "--data", str(bad), "--top-p", "0"]) == 2
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    assert main(["eval", str(adapter), "--data", str(bad), "--limit", "1"]) == 2
+    assert "a LoRA adapter, not a model; merge it first" in capsys.readouterr().err
 
 
 def _memorize(source: Path, dest: Path, prompts: list[str], target: str) -> Path:

@@ -74,6 +74,9 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path | None = No
     model_ref = str(model)
     if not Path(model_ref).exists() and (model_ref.startswith((".", "/", "~")) or model_ref.count("/") != 1):
         raise R1sftError(f"{model_ref}: no such model folder")
+    if (Path(model_ref) / "adapter_config.json").exists() and not (Path(model_ref) / "config.json").exists():
+        raise R1sftError(f"{model_ref}: a LoRA adapter, not a model; merge it first (r1sft merge) and evaluate the "
+                         "merged folder")
     chosen = resolve_backend(backend)
     tokenizer = load_tokenizer(model_ref, trust_remote_code)
     prompts = build_prompts(tokenizer, [p.problem for p in problems], system, enable_thinking, model_ref)
