@@ -33,7 +33,7 @@ RECIPE ?= recipes/tiny-qwen3/lora_sft.yaml
 # `make recipe MODEL=qwen3-8b learning_rate=2e-5 num_train_epochs=5`: command-line variables that are not r1sft's own
 # are passed on as recipe keys (--set key=value).
 OWN_VARS := MODEL METHOD GPUS NODES GPU_MEM CUTOFF GLOBAL_BATCH DEEPSPEED DATASET THINK SET RECIPE TORCH PYTHON \
-  SOURCE INPUT OUTPUT ARGS MODEL_PATH DATA
+  SOURCE INPUT OUTPUT ARGS MODEL_PATH DATA EVAL_ARGS
 EXTRA_SETS := $(foreach kv,$(MAKEOVERRIDES),$(if $(filter $(firstword $(subst =, ,$(kv))),$(OWN_VARS)),,$(kv)))
 
 .PHONY: help setup demo test lint tiny-models demo-data data recipe recipes check train merge learn eval bench bench-convert clean
@@ -91,7 +91,7 @@ learn: setup ## train a tiny model on a synthetic reasoning task and score it (w
 	$(R1SFT) learn
 
 eval: setup ## evaluate a model: make eval MODEL_PATH=saves/... DATA=problems.jsonl
-	$(R1SFT) eval "$(MODEL_PATH)" --data "$(DATA)"
+	$(R1SFT) eval "$(MODEL_PATH)" --data "$(DATA)" $(EVAL_ARGS)
 
 bench: setup ## GPU benchmark: LLaMA-Factory example config vs r1sft's planned recipe
 	$(BIN)/python bench/bench_train.py

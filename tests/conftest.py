@@ -16,6 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models: one thread per process beats two fighting over two cores (and torchrun starts two processes).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 VENV_BIN = Path(sys.executable).parent
 
