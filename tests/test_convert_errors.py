@@ -15,9 +15,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import run_cli
-from fixtures import dataset_rows as fx
+
 from r1sft.data import convert
+from tests.conftest import run_cli
+from tests.fixtures import dataset_rows as fx
 
 # The real ``r1sft`` entry point (r1sft.cli.main), limited to this subcommand so that the test does not depend on
 # the other subcommands' modules importing cleanly.

@@ -6,10 +6,11 @@ import json
 
 import orjson
 import pytest
-from fixtures import dataset_rows as fx
+
 from r1sft.data import convert, convert_samples, mix_recipe_keys
 from r1sft.data.system_prompts import R1_SYSTEM_PROMPT
 from r1sft.errors import R1sftError
+from tests.fixtures import dataset_rows as fx
 
 
 def _rows(path):

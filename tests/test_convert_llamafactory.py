@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures import dataset_rows as fx  # tests/ is on sys.path (pytest rootdir-relative import)
+
 from r1sft.data import convert
+from tests.fixtures import dataset_rows as fx
 
 IGNORE_INDEX = -100
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fixtures import dataset_rows as fx
+
 from r1sft.data import SOURCES, RowRejected, parse_reply, render_reply
 from r1sft.data.reasoning import reasoning_steps
 from r1sft.data.system_prompts import (
@@ -12,6 +12,7 @@ from r1sft.data.system_prompts import (
     SystemPolicy,
     r1_prompt_variant,
 )
+from tests.fixtures import dataset_rows as fx
 
 Q, R, A = fx.problem(0)
 

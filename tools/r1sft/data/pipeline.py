@@ -10,6 +10,7 @@ place together, ``dataset_info.json`` last, under a folder lock.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +31,7 @@ from r1sft.data.system_prompts import SystemPolicy
 from r1sft.errors import R1sftError
 
 WRITE_BYTES = 8 << 20
+IOV_MAX = 1024  # POSIX minimum for writev's buffer count
 
 
 @dataclass
@@ -216,6 +218,7 @@ class _Conversion:
         max_tokens = opts.max_tokens
         limit = opts.limit if sample is None else None
         dumps = orjson.dumps
+        newline = orjson.OPT_APPEND_NEWLINE
 
         needed = source.columns() | ({source.quality_column} if quality else set())
         columns = sorted(needed | {src for src, dst in field_map.items() if dst in needed})
@@ -276,7 +279,7 @@ class _Conversion:
             if near is not None:
                 near.add(near_keys)
             line = dumps({"conversations": [{"from": "gpt" if i & 1 else "human", "value": text}
-                                            for i, text in enumerate(turns)], "system": system})
+                                            for i, text in enumerate(turns)], "system": system}, None, newline)
             if sample is not None:
                 pushed_out = sample.offer(record.file, record.row, (record, line, n_tokens, variant, action))
                 if pushed_out is not None:
@@ -306,15 +309,30 @@ class _Conversion:
         if n_tokens is not None:
             self.lengths.kept.append(n_tokens)
         self.out_buffer.append(line)
-        self.out_bytes += len(line) + 1
+        self.out_bytes += len(line)
         if self.out_bytes >= WRITE_BYTES:
             self._flush()
 
     def _flush(self) -> None:
-        if self.out_buffer:
-            self.out.write(b"\n".join(self.out_buffer) + b"\n")
-            self.out_buffer.clear()
-            self.out_bytes = 0
+        """Hand the buffered lines to the kernel with ``writev``: no joined copy of 8 MB in user space."""
+        lines = self.out_buffer
+        if not lines:
+            return
+        writev = getattr(os, "writev", None)
+        if writev is None:
+            self.out.write(b"".join(lines))
+        else:
+            fd = self.out.fileno()
+            for i in range(0, len(lines), IOV_MAX):
+                chunk = lines[i:i + IOV_MAX]
+                written = writev(fd, chunk)
+                total = sum(map(len, chunk))
+                if written < total:  # a short write (rare on regular files): finish it the plain way
+                    rest = b"".join(chunk)[written:]
+                    while rest:
+                        rest = rest[os.write(fd, rest):]
+        lines.clear()
+        self.out_bytes = 0
 
     def _finish_stats(self) -> None:
         stats = self.stats

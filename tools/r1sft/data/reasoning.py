@@ -25,8 +25,6 @@ THINK_STYLES = ("native", "keep", "thought", "none")
 SPECIAL_TOKENS = {"thought": list(STRATOS_TOKENS)}  # what a style needs added to the tokenizer
 
 _STEP_BREAK = re.compile(r"\n[ \t]*\n")
-
-
 def parse_reply(text: str) -> Reply:
     """Split one assistant turn; a turn without any markup is an answer with ``reasoning=None``."""
     if "<|" in text and (BEGIN_THOUGHT in text or END_THOUGHT in text or BEGIN_SOLUTION in text
@@ -47,11 +45,16 @@ def _parse_stratos(text: str) -> Reply:
     if text[:begin].strip():
         raise RowRejected("text_before_reasoning", "text before <|begin_of_thought|>")
     start = begin + len(BEGIN_THOUGHT)
-    end = text.find(END_THOUGHT, start)
-    if end < 0:
-        raise RowRejected("missing_end_tag", "<|begin_of_thought|> without <|end_of_thought|>")
-    if text.find(BEGIN_THOUGHT, start, end) >= 0:
-        raise RowRejected("repeated_reasoning_block", "a second <|begin_of_thought|> inside the thought block")
+    end = start
+    while True:  # one scan over the chain of thought for the next "<|": the end tag, or a tag out of place
+        end = text.find("<|", end)
+        if end < 0:
+            raise RowRejected("missing_end_tag", "<|begin_of_thought|> without <|end_of_thought|>")
+        if text.startswith(END_THOUGHT, end):
+            break
+        if text.startswith(BEGIN_THOUGHT, end):
+            raise RowRejected("repeated_reasoning_block", "a second <|begin_of_thought|> inside the thought block")
+        end += 2
     reasoning = text[start:end].strip()
     after = end + len(END_THOUGHT)
     sol_begin = text.find(BEGIN_SOLUTION, after)
@@ -112,7 +115,7 @@ def render_reply(reply: Reply, style: str, split_think: bool = False) -> str:
         return reply.answer
     if style == "native":
         if not split_think:
-            return "<think>\n" + reasoning + "\n</think>\n\n" + reply.answer
+            return f"<think>\n{reasoning}\n</think>\n\n{reply.answer}"  # one allocation, not four
         return "".join(f"<think>\n{step}\n</think>\n\n" for step in reasoning_steps(reasoning)) + reply.answer
     if style == "thought":
         steps = reasoning_steps(reasoning) if split_think else [reasoning]

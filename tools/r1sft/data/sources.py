@@ -83,7 +83,7 @@ def _optional_text(row: dict, name: str) -> str:
 
 def _prompt(value, what: str) -> str:
     text = _text(value, what)
-    if not text.strip():
+    if not text or text.isspace():
         raise RowRejected("empty_prompt", f"{what} is empty")
     return text
 
@@ -112,43 +112,56 @@ def conversation_from_turns(turns, system: str = "") -> Conversation:
         raise RowRejected("wrong_type", f"conversation is {type(turns).__name__}, expected a list of turns")
     exchanges: list[tuple[str, Reply]] = []
     pending: str | None = None
+    aliases = ROLE_ALIASES
     for i, turn in enumerate(turns):
-        if not isinstance(turn, dict):
+        if type(turn) is not dict:
             raise RowRejected("wrong_type", f"turn {i} is {type(turn).__name__}, expected an object")
-        if "from" in turn:
-            role_name, content = turn["from"], turn.get("value")
-        elif "role" in turn:
-            role_name, content = turn["role"], turn.get("content")
+        role_name = turn.get("from")
+        if role_name is not None:
+            content = turn.get("value")
         else:
-            raise RowRejected("missing_field", f"turn {i} has neither 'from'/'value' nor 'role'/'content'")
-        role = ROLE_ALIASES.get(role_name.lower()) if isinstance(role_name, str) else None
+            role_name = turn.get("role")
+            if role_name is None:
+                raise RowRejected("missing_field", f"turn {i} has neither 'from'/'value' nor 'role'/'content'")
+            content = turn.get("content")
+        role = aliases.get(role_name) if type(role_name) is str else None
         if role is None:
-            if isinstance(role_name, str) and role_name.lower() in UNSUPPORTED_ROLES:
-                raise RowRejected("unsupported_role", f"turn {i} has role {role_name!r} (tool turns are not supported)")
-            raise RowRejected("unknown_role", f"turn {i} has role {role_name!r}")
-        if content is None:
-            raise RowRejected("missing_field", f"turn {i} has no content")
-        text = _content_text(content, f"turn {i} content")
-        if role == "system":
-            if i != 0:
-                raise RowRejected("roles_out_of_order", f"system turn at position {i}")
-            system = text
+            role = _role_slow(role_name, i)
+        if type(content) is not str:
+            if content is None:
+                raise RowRejected("missing_field", f"turn {i} has no content")
+            content = _content_text(content, f"turn {i} content")
+        if role == "assistant":
+            if pending is None:
+                raise RowRejected("roles_out_of_order", f"assistant turn {i} does not follow a user turn")
+            exchanges.append((pending, parse_reply(content)))
+            pending = None
         elif role == "user":
             if pending is not None:
                 raise RowRejected("roles_out_of_order", f"two user turns in a row at turn {i}")
-            if not text.strip():
+            if not content or content.isspace():
                 raise RowRejected("empty_prompt", f"turn {i} (user) is empty")
-            pending = text
+            pending = content
         else:
-            if pending is None:
-                raise RowRejected("roles_out_of_order", f"assistant turn {i} does not follow a user turn")
-            exchanges.append((pending, parse_reply(text)))
-            pending = None
+            if i != 0:
+                raise RowRejected("roles_out_of_order", f"system turn at position {i}")
+            system = content
     if pending is not None:
         raise RowRejected("roles_out_of_order", "conversation ends with a user turn")
     if not exchanges:
         raise RowRejected("empty_conversation", "no user/assistant exchange")
     return Conversation(exchanges=exchanges, system=system)
+
+
+def _role_slow(role_name, i: int) -> str:
+    """Role names in other casings ("Human", "USER"), or the reason the turn's role is unusable."""
+    if isinstance(role_name, str):
+        role = ROLE_ALIASES.get(role_name.strip().lower())
+        if role is not None:
+            return role
+        if role_name.lower() in UNSUPPORTED_ROLES:
+            raise RowRejected("unsupported_role", f"turn {i} has role {role_name!r} (tool turns are not supported)")
+    raise RowRejected("unknown_role", f"turn {i} has role {role_name!r}")
 
 
 # ---- one converter per shape ---------------------------------------------------------------------------------------

@@ -39,9 +39,10 @@ SYSTEM_POLICIES = ("auto", "keep", "drop")  # anything else is a replacement tex
 
 def r1_prompt_variant(system: str) -> str | None:
     """``"real_newlines"`` or ``"literal_backslash_n"`` when ``system`` is the R1 prompt, else None."""
-    if R1_PROMPT_OPENING not in system[:400] or "<|begin_of_thought|>" not in system:
+    if not system.startswith(R1_PROMPT_OPENING) and not (
+            system[:1].isspace() and system.lstrip().startswith(R1_PROMPT_OPENING)):
         return None
-    if not system.lstrip().startswith(R1_PROMPT_OPENING):
+    if "<|begin_of_thought|>" not in system:
         return None
     return "literal_backslash_n" if "\\n" in system else "real_newlines"
 
