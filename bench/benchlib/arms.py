@@ -1,0 +1,234 @@
+"""The configurations the benchmark trains: (a) LLaMA-Factory's example style, (b) the recipe r1sft plans.
+
+(a) follows LLaMA-Factory's ``examples/train_full/llama3_full_sft.yaml`` (ZeRO-3 from
+``examples/deepspeed/ds_z3_config.json``, gradient checkpointing on by default, no liger, batch 1 x GA 2) and
+``examples/train_lora/llama3_lora_sft.yaml`` (LoRA rank 8 on all linears, batch 1 x GA 8), at the case's cutoff;
+``overwrite_output_dir`` (gone from transformers 5) is the only key dropped.
+(b) is ``r1sft.recipe.plan_recipe`` for the same model folder, data, GPU and samples per optimizer step.
+
+Both arms get the same bench-only keys (data, output folder, max_steps, no checkpoints, seed), so they train the
+same data with the same number of samples per optimizer step; only the planner's choices differ.
+Extra arms (``VARIANTS``) measure one lever at a time for the exploration run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# LLaMA-Factory's examples/deepspeed/ds_z3_config.json (v0.9.5), written next to the bench's work files.
+DS_Z3 = {
+    "train_batch_size": "auto",
+    "train_micro_batch_size_per_gpu": "auto",
+    "gradient_accumulation_steps": "auto",
+    "gradient_clipping": "auto",
+    "zero_allow_untested_optimizer": True,
+    "fp16": {"enabled": "auto", "loss_scale": 0, "loss_scale_window": 1000, "initial_scale_power": 16,
+             "hysteresis": 2, "min_loss_scale": 1},
+    "bf16": {"enabled": "auto"},
+    "zero_optimization": {
+        "stage": 3, "overlap_comm": False, "contiguous_gradients": True, "sub_group_size": 1e9,
+        "reduce_bucket_size": "auto", "stage3_prefetch_bucket_size": "auto",
+        "stage3_param_persistence_threshold": "auto", "stage3_max_live_parameters": 1e9,
+        "stage3_max_reuse_distance": 1e9, "stage3_gather_16bit_weights_on_model_save": True,
+    },
+}
+EXPANDABLE = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+
+
+@dataclass
+class Context:
+    """Where things are and what machine this is."""
+
+    case: Any  # cases.Case
+    model_dir: Path
+    dataset: str
+    data_dir: Path
+    work: Path
+    gpu_mem_gib: float | None  # None: CPU
+    smoke: bool = False
+    preprocessing_workers: int = 8
+
+    @property
+    def cpu(self) -> bool:
+        return self.gpu_mem_gib is None
+
+
+@dataclass
+class Arm:
+    name: str
+    config: dict[str, Any]
+    env: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+    plan_summary: str = ""
+    memory_estimate: Any = None  # r1sft.recipe.MemoryEstimate of this configuration
+    packed: bool = False
+
+    @property
+    def torchrun(self) -> bool:
+        return bool(self.config.get("deepspeed"))
+
+
+def _device_keys(ctx: Context) -> dict[str, Any]:
+    return {"use_cpu": True} if ctx.cpu else {"bf16": True}
+
+
+def baseline(ctx: Context) -> Arm:
+    case = ctx.case
+    config: dict[str, Any] = {"model_name_or_path": str(ctx.model_dir), "trust_remote_code": False,
+                              "stage": "sft", "do_train": True}
+    if case.method == "full":
+        config["finetuning_type"] = "full"
+        ds_path = ctx.work / "ds_z3_config.json"
+        ds_path.parent.mkdir(parents=True, exist_ok=True)
+        ds_path.write_text(json.dumps(DS_Z3, indent=2))
+        config["deepspeed"] = str(ds_path)
+        per_device, accum, rate = 1, 2, 1.0e-5
+    else:
+        config.update(finetuning_type="lora", lora_rank=8, lora_target="all")
+        per_device, accum, rate = 1, 8, 1.0e-4
+    config.update({
+        "dataset": ctx.dataset, "template": case.template, "cutoff_len": case.cutoff, "max_samples": 1000,
+        "overwrite_cache": True, "preprocessing_num_workers": ctx.preprocessing_workers,
+        "dataloader_num_workers": 0 if ctx.cpu else 4,
+        "logging_steps": 10, "save_steps": 500, "plot_loss": True, "save_only_model": False, "report_to": "none",
+        "per_device_train_batch_size": per_device, "gradient_accumulation_steps": accum, "learning_rate": rate,
+        "num_train_epochs": 3.0, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1, **_device_keys(ctx),
+        "ddp_timeout": 180000000, "resume_from_checkpoint": None, "flash_attn": "sdpa",
+    })
+    if case.template == "qwen3":
+        config["enable_thinking"] = True
+    note = ("LLaMA-Factory example style: " + ("full SFT, ZeRO-3" if case.method == "full" else "LoRA rank 8")
+            + ", gradient checkpointing, no liger, batch 1")
+    return Arm("baseline", config, note=note, memory_estimate=_estimate(ctx, config))
+
+
+def planned(ctx: Context) -> Arm:
+    from r1sft.recipe import RecipeRequest, plan_recipe
+
+    case = ctx.case
+    request = RecipeRequest(model=case.preset, method=case.method, datasets=[ctx.dataset],
+                            gpus=0 if ctx.cpu else 1, gpu_mem=ctx.gpu_mem_gib, cutoff=case.cutoff,
+                            global_batch=case.samples_per_step, model_path=str(ctx.model_dir))
+    plan = plan_recipe(request, data_dir=ctx.data_dir, build_tiny=False)
+    config = dict(plan.train)
+    config["model_name_or_path"] = str(ctx.model_dir)
+    env = dict(getattr(plan, "env", None) or {})
+    return Arm("planned", config, env=env, note="r1sft plan_recipe: " + plan.make_command,
+               plan_summary=plan.summary(), memory_estimate=plan.memory)
+
+
+def bench_keys(arm: Arm, ctx: Context, max_steps: int, tokenized: Path) -> None:
+    """What both arms share so that they are comparable: data, outputs, steps, no checkpoints, same seed."""
+    c = arm.config
+    c["dataset"] = ctx.dataset
+    c["dataset_dir"] = str(ctx.data_dir)
+    c["output_dir"] = str(ctx.work / "runs" / ctx.case.name / arm.name)
+    c.pop("overwrite_output_dir", None)
+    c["max_steps"] = max_steps
+    c["save_strategy"] = "no"
+    c.pop("save_steps", None)
+    c.pop("save_total_limit", None)
+    c["report_to"] = "none"
+    c["plot_loss"] = False
+    c["seed"] = 42
+    c["max_samples"] = 100000
+    c["tokenized_path"] = str(tokenized)
+    c["preprocessing_num_workers"] = ctx.preprocessing_workers
+    if ctx.cpu:
+        c.pop("bf16", None)
+        c["use_cpu"] = True
+        c["dataloader_num_workers"] = 0
+        c["dataloader_pin_memory"] = False
+
+
+def _estimate(ctx: Context, config: dict) -> Any:
+    """The planner's memory model for an arbitrary config (None when r1sft.recipe is missing or it is the CPU)."""
+    if ctx.cpu:
+        return None
+    try:
+        from r1sft.presets import family_for_model, read_config, shape_from_config
+        from r1sft.recipe import estimate_memory
+    except ImportError:
+        return None
+    family = family_for_model(str(ctx.model_dir))
+    shape = shape_from_config(read_config(ctx.model_dir), family)
+    ds = config.get("deepspeed")
+    zero = 3 if ds and "z3" in Path(str(ds)).name else (2 if ds else None)
+    method = "full" if config.get("finetuning_type") == "full" else "lora"
+    return estimate_memory(
+        shape, method=method, seq_len=int(config["cutoff_len"]),
+        micro_batch=int(config.get("per_device_train_batch_size", 1)), zero_stage=zero,
+        gradient_checkpointing=not config.get("disable_gradient_checkpointing", False),
+        liger=bool(config.get("enable_liger_kernel", False)), lora_rank=int(config.get("lora_rank", 8)),
+        lora_dropout=float(config.get("lora_dropout", 0.0)))
+
+
+# ------------------------------------------------------------------------------------ exploration variants
+def _lean(ctx: Context, **extra) -> Arm:
+    """Baseline minus DeepSpeed, plus liger: the starting point for one-lever-at-a-time variants."""
+    arm = baseline(ctx)
+    c = arm.config
+    c.pop("deepspeed", None)
+    c["enable_liger_kernel"] = True
+    c.update(extra)
+    return arm
+
+
+def _variant(name: str, ctx: Context, note: str, env: dict | None = None, packed: bool = False, **extra) -> Arm:
+    arm = _lean(ctx, **extra)
+    arm.name, arm.note, arm.env, arm.packed = name, note, dict(env or {}), packed
+    arm.memory_estimate = _estimate(ctx, arm.config)
+    return arm
+
+
+VARIANTS = {
+    "nods_gc_noliger": lambda ctx: _nods_noliger(ctx),
+    "nods_liger_gc": lambda ctx: _variant("nods_liger_gc", ctx, "no DeepSpeed, liger, checkpointing on"),
+    "nods_liger_nogc": lambda ctx: _variant("nods_liger_nogc", ctx, "no DeepSpeed, liger, no checkpointing",
+                                            disable_gradient_checkpointing=True),
+    "nogc_expandable": lambda ctx: _variant("nogc_expandable", ctx, "+ expandable_segments allocator",
+                                            env=EXPANDABLE, disable_gradient_checkpointing=True),
+    "nogc_pure_bf16": lambda ctx: _variant("nogc_pure_bf16", ctx, "+ pure_bf16 (bf16 weights and AdamW states)",
+                                           env=EXPANDABLE, disable_gradient_checkpointing=True, pure_bf16=True),
+    "nogc_bs2_grouped": lambda ctx: _variant(
+        "nogc_bs2_grouped", ctx, "+ batch 2 x GA/2, length-grouped sampler", env=EXPANDABLE,
+        disable_gradient_checkpointing=True, per_device_train_batch_size=2,
+        gradient_accumulation_steps=max(1, ctx.case.samples_per_step // 2),
+        train_sampling_strategy="group_by_length"),
+    "nogc_neat_packing": lambda ctx: _variant(
+        "nogc_neat_packing", ctx, "+ neat_packing (4D block mask, sdpa); packs, not samples, per step",
+        env=EXPANDABLE, packed=True, disable_gradient_checkpointing=True, packing=True, neat_packing=True),
+    "nogc_compile": lambda ctx: _variant(
+        "nogc_compile", ctx, "+ torch_compile (regional, dynamic shapes)",
+        env={**EXPANDABLE, "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION": "1", "ACCELERATE_DYNAMO_USE_DYNAMIC": "1"},
+        disable_gradient_checkpointing=True, torch_compile=True),
+    "nogc_workers0": lambda ctx: _variant("nogc_workers0", ctx, "+ expandable, dataloader_num_workers 0",
+                                          env=EXPANDABLE, disable_gradient_checkpointing=True,
+                                          dataloader_num_workers=0),
+    "gc_expandable": lambda ctx: _variant("gc_expandable", ctx, "no DeepSpeed, liger, checkpointing, expandable",
+                                          env=EXPANDABLE),
+    "gc_bs2_grouped": lambda ctx: _variant(
+        "gc_bs2_grouped", ctx, "checkpointing, batch 2 x GA/2, length-grouped", env=EXPANDABLE,
+        per_device_train_batch_size=2, gradient_accumulation_steps=max(1, ctx.case.samples_per_step // 2),
+        train_sampling_strategy="group_by_length"),
+    "gc_lora_nodropout": lambda ctx: _variant("gc_lora_nodropout", ctx, "planned LoRA shape (rank 64) without dropout",
+                                              env=EXPANDABLE, lora_rank=64, lora_alpha=128, lora_dropout=0.0),
+}
+
+
+def _nods_noliger(ctx: Context) -> Arm:
+    arm = _variant("nods_gc_noliger", ctx, "no DeepSpeed, no liger, checkpointing on", enable_liger_kernel=False)
+    return arm
+
+
+def build(name: str, ctx: Context) -> Arm:
+    if name == "baseline":
+        return baseline(ctx)
+    if name == "planned":
+        return planned(ctx)
+    if name in VARIANTS:
+        return VARIANTS[name](ctx)
+    raise SystemExit(f"unknown arm {name!r}: baseline, planned, {', '.join(VARIANTS)}")

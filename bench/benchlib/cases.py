@@ -1,0 +1,35 @@
+"""The benchmark's cases: which model shape, method, cutoff, samples per optimizer step and measured window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    preset: str  # r1sft preset (shape, family, template)
+    method: str  # full | lora
+    cutoff: int
+    samples_per_step: int  # LLaMA-Factory's example: full 1 x GA 2, LoRA 1 x GA 8; both arms keep it
+    window: tuple[int, int]  # optimizer steps (start, end]: tokens/s counts steps start+1..end
+
+    @property
+    def family(self) -> str:
+        from r1sft.presets import get_preset
+
+        return get_preset(self.preset).family.name
+
+    @property
+    def template(self) -> str:
+        from r1sft.presets import get_preset
+
+        return get_preset(self.preset).family.template
+
+
+CASES = {
+    "qwen2.5-1.5b-full": Case("qwen2.5-1.5b-full", "qwen2.5-1.5b", "full", 16384, 2, (10, 40)),
+    "qwen2.5-7b-lora": Case("qwen2.5-7b-lora", "qwen2.5-7b", "lora", 16384, 8, (3, 10)),
+    "qwen3-8b-lora": Case("qwen3-8b-lora", "qwen3-8b", "lora", 16384, 8, (3, 10)),
+}
+DEFAULT_CASES = list(CASES)

@@ -1,0 +1,145 @@
+"""What the benchmark prints and writes: one line per arm, a summary per case, and bench.md."""
+
+from __future__ import annotations
+
+# Acceptance targets of the "fast by default" issue: planned/baseline tokens/s, MFU, peak memory / GPU memory.
+TARGETS = {
+    "qwen2.5-1.5b-full": {"ratio": 4.0, "mfu": 0.35, "mem_frac": 0.90},
+    "qwen2.5-7b-lora": {"ratio": 2.0, "mfu": 0.30},
+}
+LOSS_STEPS = 10
+
+
+def _f(value, fmt: str, none: str = "n/a") -> str:
+    return none if value is None else format(value, fmt)
+
+
+def arm_line(res: dict, gpu: dict | None) -> str:
+    if "tokens_per_s" not in res:
+        return f"  [{res['arm']}] no measurement: {res.get('error', '?')}"
+    mem = res.get("peak_smi_mib")
+    frac = f" ({mem / gpu['memory_mib']:.0%})" if mem and gpu else ""
+    return (f"  [{res['arm']}] {res['tokens_per_s']:,.0f} tokens/s, MFU {_f(res.get('mfu'), '.1%')}, "
+            f"{res['step_seconds']:.2f} s/step, peak {_f(mem, ',.0f')} MiB{frac} (torch reserved "
+            f"{_f(res.get('torch_max_reserved_mib'), ',.0f')}; planner estimate {_f(res.get('estimate_gib'), '.1f')}"
+            f" GiB), docs {res['docs']} of mean {res['mean_doc_tokens']:,.0f} tokens")
+
+
+def _by_arm(case_res: dict) -> dict:
+    return {r["arm"]: r for r in case_res["arms"]}
+
+
+def knob_diff(base: dict, other: dict) -> list[str]:
+    skip = {"output_dir", "model_name_or_path", "dataset_dir", "tokenized_path"}
+    keys = [k for k in dict.fromkeys([*base, *other]) if k not in skip]
+    return [f"{k}: {base.get(k, '-')} -> {other.get(k, '-')}" for k in keys if base.get(k) != other.get(k)]
+
+
+def profile_lines(res: dict, top: int = 6) -> list[str]:
+    prof = (res.get("raw") or {}).get("profile") or {}
+    if not prof:
+        return []
+    out = [f"    profile [{res['arm']}]: {prof['wall_ms_per_step']:.0f} ms/step wall, GPU kernels "
+           f"{prof['gpu_kernel_ms_per_step']:.0f} ms ({_f(prof.get('gpu_busy_fraction'), '.0%')} busy)"]
+    cats = prof.get("gpu_ms_per_step_by_category") or {}
+    if cats:
+        out.append("      GPU time by kind: " + ", ".join(f"{k} {v:.0f} ms" for k, v in cats.items()))
+    for k in prof.get("top_kernels", [])[:top]:
+        out.append(f"      kernel {k['ms_per_step']:7.1f} ms x{k['calls_per_step']:.0f}  {k['name'][:90]}")
+    syncs = prof.get("host_syncs") or {}
+    if syncs:
+        out.append("      host syncs: " + ", ".join(f"{k} {v['calls_per_step']:.0f}x {v['ms_per_step']:.0f} ms"
+                                                   for k, v in syncs.items()))
+    for op in prof.get("top_cpu_ops", [])[:4]:
+        out.append(f"      cpu {op['ms_per_step']:7.1f} ms x{op['calls_per_step']:.0f}  {op['name']}")
+    return out
+
+
+def limits(res: dict) -> str:
+    """One sentence on what bounds this arm's speed, read off its profile."""
+    prof = (res.get("raw") or {}).get("profile") or {}
+    if not prof:
+        return "no profile"
+    busy = prof.get("gpu_busy_fraction") or 0
+    cats = prof.get("gpu_ms_per_step_by_category") or {}
+    total = sum(cats.values()) or 1
+    top = ", ".join(f"{k} {v / total:.0%}" for k, v in list(cats.items())[:4])
+    if busy < 0.85:
+        return (f"GPU idle {1 - busy:.0%} of the step (host-side overhead: launches, syncs, data); "
+                f"of GPU time: {top}")
+    return f"GPU-bound ({busy:.0%} busy); of GPU time: {top}"
+
+
+def case_summary(case_res: dict, gpu: dict | None) -> list[str]:
+    arms = _by_arm(case_res)
+    out = [f"-- {case_res['case']} summary"]
+    base, plan = arms.get("baseline"), arms.get("planned")
+    ok = [r for r in case_res["arms"] if "tokens_per_s" in r]
+    if base and "tokens_per_s" in base:
+        for r in ok:
+            if r is not base:
+                out.append(f"  {r['arm']}: {r['tokens_per_s'] / base['tokens_per_s']:.2f}x baseline tokens/s")
+    target = TARGETS.get(case_res["case"])
+    if target and plan and base and "tokens_per_s" in plan and "tokens_per_s" in base:
+        ratio = plan["tokens_per_s"] / base["tokens_per_s"]
+        checks = [f"ratio {ratio:.2f}x (target {target['ratio']:g}x): {'met' if ratio >= target['ratio'] else 'MISSED'}"]
+        if plan.get("mfu") is not None:
+            checks.append(f"MFU {plan['mfu']:.1%} (target {target['mfu']:.0%}): "
+                          f"{'met' if plan['mfu'] >= target['mfu'] else 'MISSED'}")
+        if "mem_frac" in target and plan.get("peak_smi_mib") and gpu:
+            frac = plan["peak_smi_mib"] / gpu["memory_mib"]
+            checks.append(f"peak {frac:.0%} of GPU (target <= {target['mem_frac']:.0%}): "
+                          f"{'met' if frac <= target['mem_frac'] else 'MISSED'}")
+        out.append("  targets: " + "; ".join(checks))
+        if any("MISSED" in c for c in checks):
+            out.append(f"  what limits the planned recipe: {limits(plan)}")
+    for r in ok:
+        out.append(f"  limits [{r['arm']}]: {limits(r)}")
+    if base and plan and "losses" in base and "losses" in plan:
+        out.append(f"  loss, first {LOSS_STEPS} optimizer steps (baseline | planned):")
+        for i, (a, b) in enumerate(zip(base["losses"][:LOSS_STEPS], plan["losses"][:LOSS_STEPS], strict=False)):
+            out.append(f"    step {i + 1:2d}: {a:8.4f} | {b:8.4f}   diff {b - a:+.4f}")
+    for r in ok:
+        if r.get("estimate_gib") is not None and r.get("peak_smi_mib"):
+            measured = r["peak_smi_mib"] / 1024
+            out.append(f"  memory [{r['arm']}]: measured {measured:.1f} GiB (nvidia-smi), planner estimate "
+                       f"{r['estimate_gib']:.1f} GiB ({r['estimate_gib'] / measured - 1:+.0%}; {r['estimate_parts']})")
+    if base and plan and "config" in base and "config" in plan:
+        out.append("  planned vs baseline knobs: " + "; ".join(knob_diff(base["config"], plan["config"])))
+    for r in ok:
+        out += profile_lines(r)
+    return out
+
+
+def markdown(results: dict) -> str:
+    gpu = results.get("gpu")
+    lines = ["# r1sft training benchmark", "",
+             f"- command: `{results['command']}`",
+             f"- machine: {gpu['name'] + ', ' + format(gpu['memory_mib'], ',.0f') + ' MiB' if gpu else 'CPU (smoke)'}"
+             f"; peak {results.get('peak_tflops')} TFLOP/s bf16; started {results['started']}", ""]
+    for case in results["cases"]:
+        lines += [f"## {case['case']}", "",
+                  f"{case['preset']} {case['method']}, cutoff {case['cutoff']}, {case['samples_per_step']} samples "
+                  f"per optimizer step, tokens/s over steps {case['window'][0] + 1}-{case['window'][1]}; "
+                  f"synthetic data: {case['data']['samples']} documents, median {case['data']['median_tokens']:,} "
+                  f"tokens, max {case['data']['max_tokens']:,}.", "",
+                  "| arm | tokens/s | vs baseline | MFU | s/step | peak MiB (nvidia-smi) | torch reserved MiB | "
+                  "planner estimate GiB | mean doc tokens | what it is |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        base = _by_arm(case).get("baseline")
+        for r in case["arms"]:
+            if "tokens_per_s" not in r:
+                lines.append(f"| {r['arm']} | failed | | | | | | | | {r.get('error', '')} |")
+                continue
+            ratio = (f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base and "tokens_per_s" in base
+                     else "")
+            lines.append(
+                f"| {r['arm']} | {r['tokens_per_s']:,.0f} | {ratio} | {_f(r.get('mfu'), '.1%')} | "
+                f"{r['step_seconds']:.2f} | {_f(r.get('peak_smi_mib'), ',.0f')} | "
+                f"{_f(r.get('torch_max_reserved_mib'), ',.0f')} | {_f(r.get('estimate_gib'), '.1f')} | "
+                f"{r['mean_doc_tokens']:,.0f} | {r['note']} |")
+        lines += ["", "```"] + case_summary(case, gpu) + ["```", ""]
+        plan = _by_arm(case).get("planned")
+        if plan and plan.get("plan_summary"):
+            lines += ["Planner's reasoning:", "", "```", plan["plan_summary"], "```", ""]
+    return "\n".join(lines) + "\n"
