@@ -191,3 +191,11 @@ def test_option_errors_are_one_line(tmp_path):
         proc = run_cli(*R1SFT_CONVERT, "bespoke-stratos", "-i", str(src), "-o", str(tmp_path / "o.jsonl"), *args,
                        check=False)
         assert proc.returncode == 2 and needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_first_row_without_the_columns_is_a_row_not_a_file_error(tmp_path):
+    src = fx.write_jsonl(tmp_path / "b.jsonl", [{"system": "", "messages": []}] + fx.bespoke_rows(2))
+    out = tmp_path / "o.jsonl"
+    stats = convert("bespoke-stratos", src, out, progress=False)
+    assert (stats.rows_out, dict(stats.dropped)) == (2, {"missing_field": 1})
+    assert _read_jsonl(tmp_path / "o.rejects.jsonl")[0]["row"] == 0

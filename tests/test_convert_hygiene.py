@@ -149,7 +149,7 @@ def test_system_policies(tmp_path):
         out = tmp_path / f"sys_{len(system)}.jsonl"
         stats = convert("sky-t1", src, out, system=system, progress=False)
         assert {r["system"] for r in _rows(out)} == {expected}
-        assert stats.r1_system_prompt["rows"] == 3
+        assert stats.r1_system_prompt["rows_in"] == stats.r1_system_prompt["rows_out"] == 3
         assert (stats.r1_system_prompt["real_newlines"], stats.r1_system_prompt["literal_backslash_n"]) == (2, 1)
     out = tmp_path / "keep_style.jsonl"
     convert("sky-t1", src, out, think="keep", progress=False)

@@ -133,9 +133,15 @@ FAMILIES = [addition, multiplication, shopping, linear_equation, rectangle, perc
 
 
 def problems(seed: int):
+    """``ROWS_PER_SAMPLE`` distinct problems, cycling through the families."""
     rng = random.Random(seed)
+    seen = set()
     for i in range(ROWS_PER_SAMPLE):
-        yield FAMILIES[i % len(FAMILIES)](rng)
+        problem = FAMILIES[i % len(FAMILIES)](rng)
+        while problem[0] in seen:  # a sample with duplicate questions would teach `--dedupe` nothing
+            problem = FAMILIES[i % len(FAMILIES)](rng)
+        seen.add(problem[0])
+        yield problem
 
 
 def bespoke_row(problem) -> dict:

@@ -7,7 +7,6 @@ a set of 8-byte integers per kept row (exact), plus 8 band keys per kept row (ne
 from __future__ import annotations
 
 import hashlib
-import random
 from pathlib import Path
 
 from r1sft.data.conversation import RowRejected
@@ -47,31 +46,35 @@ class ExactDeduper:
 class NearDeduper:
     """MinHash over word 3-gram shingles with LSH banding (8 bands x 8 rows: rows above ~0.75 Jaccard collide).
 
-    Written small on purpose: 64 universal hashes ``(a*h + b) mod 2^61-1`` of each shingle's 8-byte digest, seeded
-    by ``--seed``. A row is a near duplicate when any of its band keys was seen in an earlier kept row.
+    Written small on purpose: each shingle's 8-byte digest goes through 64 multiply-shift hashes ``(a*h + b) mod 2^64``
+    (numpy, wrapping uint64 arithmetic) seeded by ``--seed``; the signature is the per-hash minimum. A row is a near
+    duplicate when any of its 8 band keys was seen in an earlier kept row.
     """
 
-    PRIME = (1 << 61) - 1
     BANDS = 8
     ROWS = 8
     SHINGLE = 3
 
     def __init__(self, seed: int = 0) -> None:
-        rng = random.Random(seed)
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
         n = self.BANDS * self.ROWS
-        self.params = [(rng.randrange(1, self.PRIME), rng.randrange(0, self.PRIME)) for _ in range(n)]
+        self.np = np
+        self.a = rng.integers(1, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
+        self.b = rng.integers(0, 2**63, size=n, dtype=np.uint64)
         self.seen: set[int] = set()
 
     def keys(self, prompts: list[str]) -> list[int]:
+        np = self.np
         words = normalise(" ".join(prompts)).split()
         k = self.SHINGLE
         shingles = {" ".join(words[i:i + k]) for i in range(max(1, len(words) - k + 1))}
-        hashes = [digest64(s) for s in shingles]
-        prime = self.PRIME
-        signature = [min((a * h + b) % prime for h in hashes) for a, b in self.params]
-        r = self.ROWS
-        return [digest64(f"{band}:" + ",".join(map(str, signature[band * r:(band + 1) * r])))
-                for band in range(self.BANDS)]
+        hashes = np.fromiter((digest64(s) for s in shingles), dtype=np.uint64, count=len(shingles))
+        with np.errstate(over="ignore"):
+            signature = (hashes[:, None] * self.a[None, :] + self.b[None, :]).min(axis=0)
+        bands = signature.reshape(self.BANDS, self.ROWS)
+        return [digest64(f"{i}:" + bands[i].tobytes().hex()) for i in range(self.BANDS)]
 
     def check(self, keys: list[int]) -> None:
         if any(k in self.seen for k in keys):

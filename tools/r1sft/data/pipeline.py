@@ -31,6 +31,7 @@ from r1sft.data.system_prompts import SystemPolicy
 from r1sft.errors import R1sftError
 
 WRITE_BYTES = 8 << 20
+MAX_LEADING_COLUMN_MISSES = 20  # rows in a row without the columns before the file counts as wrong
 IOV_MAX = 1024  # POSIX minimum for writev's buffer count
 
 
@@ -154,7 +155,8 @@ class _Conversion:
         self.sample = SeededSample(opts.limit, opts.seed) if opts.limit and opts.seed is not None else None
         self.keeps_stratos_markup = False  # --think keep wrote Stratos tags: record their special tokens
         self.system_counts: Counter = Counter()
-        self.r1_counts: Counter = Counter()
+        self.r1_counts: Counter = Counter()  # written rows that carried the R1 prompt, per byte variant
+        self.r1_seen: Counter = Counter()  # converted rows that carried it (before hygiene filters)
         options = asdict(opts)
         for key in ("name", "progress", "register"):
             options.pop(key)
@@ -223,6 +225,8 @@ class _Conversion:
         needed = source.columns() | ({source.quality_column} if quality else set())
         columns = sorted(needed | {src for src, dst in field_map.items() if dst in needed})
         checked = False
+        first_miss = None
+        misses_before = self.stats.dropped["missing_field"]
         if inp.kind == "parquet":
             self._check_columns(source_name, source, inp, read_parquet_columns(inp), None)
             checked = True
@@ -237,9 +241,16 @@ class _Conversion:
                 for src, dst in field_map.items():
                     if src in data:
                         data[dst] = data.pop(src)
-            if not checked:
-                self._check_columns(source_name, source, inp, data.keys(), record.row)
-                checked = True
+            if not checked:  # until one row has the source's columns: rows without them may mean a wrong file
+                missing = source.missing_columns(data)
+                if missing is None:
+                    checked = True
+                else:
+                    first_miss = first_miss or (record.row, list(data))
+                    rejects.add(record, "missing_field", f"missing column(s) {', '.join(missing)}")
+                    if stats.dropped["missing_field"] >= misses_before + MAX_LEADING_COLUMN_MISSES:
+                        self._check_columns(source_name, source, inp, first_miss[1], first_miss[0])
+                    continue
             try:
                 if quality is not None:
                     quality.check(data)
@@ -251,6 +262,8 @@ class _Conversion:
                             raise RowRejected("no_thought_block", "the last reply has no reasoning block")
                         raise RowRejected("empty_reasoning", "the last reply's reasoning block is empty")
                 system, variant, action = policy_apply(conversation.system)
+                if variant:
+                    self.r1_seen[variant] += 1
                 turns = []
                 for prompt, reply in conversation.exchanges:
                     turns.append(prompt)
@@ -288,6 +301,8 @@ class _Conversion:
             self._write(line, n_tokens, variant, action)
             if limit is not None and stats.rows_out >= limit:
                 raise _LimitReached
+        if not checked and first_miss is not None:  # no row of this file has the columns: it is the wrong file
+            self._check_columns(source_name, source, inp, first_miss[1], first_miss[0])
 
     def _check_columns(self, source_name: str, source: Source, inp: Input, present, row: int | None) -> None:
         present = list(present)
@@ -340,9 +355,13 @@ class _Conversion:
             raise AssertionError(f"row accounting broke: {stats.rows_in} in != {stats.rows_out} out + "
                                  f"{stats.rows_dropped} dropped")
         stats.system_prompts = {k: self.system_counts[k] for k in ("kept", "dropped", "replaced", "empty")}
-        stats.r1_system_prompt = {"rows": sum(self.r1_counts.values()), "real_newlines": self.r1_counts["real_newlines"],
-                                  "literal_backslash_n": self.r1_counts["literal_backslash_n"],
-                                  "policy": self.policy.describe()}
+        stats.r1_system_prompt = {
+            "rows_in": sum(self.r1_seen.values()),
+            "rows_out": sum(self.r1_counts.values()),
+            "real_newlines": self.r1_seen["real_newlines"],
+            "literal_backslash_n": self.r1_seen["literal_backslash_n"],
+            "policy": self.policy.describe(),
+        }
         if self.lengths is not None:
             stats.tokens = self.lengths.summary()
         if stats.rows_in == 0:

@@ -63,9 +63,9 @@ class Stats:
         for reason, count in sorted(self.dropped.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  dropped {count:>8}  {reason}")
         r1 = self.r1_system_prompt
-        if r1.get("rows"):
-            lines.append(f"  known R1 system prompt: {r1['rows']} rows ({r1['literal_backslash_n']} with literal \\n), "
-                         f"policy {r1['policy']}")
+        if r1.get("rows_in"):
+            lines.append(f"  known R1 system prompt on {r1['rows_in']} rows ({r1['literal_backslash_n']} with literal "
+                         f"\\n, {r1['real_newlines']} with newlines); policy {r1['policy']}")
         if self.system_prompts:
             lines.append("  system prompts: " + ", ".join(f"{k} {v}" for k, v in self.system_prompts.items() if v))
         if self.tokens:
