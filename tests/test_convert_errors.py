@@ -199,3 +199,30 @@ def test_a_first_row_without_the_columns_is_a_row_not_a_file_error(tmp_path):
     stats = convert("bespoke-stratos", src, out, progress=False)
     assert (stats.rows_out, dict(stats.dropped)) == (2, {"missing_field": 1})
     assert _read_jsonl(tmp_path / "o.rejects.jsonl")[0]["row"] == 0
+
+
+@pytest.mark.parametrize("block", [5, 97, 4096])
+def test_rows_straddling_read_blocks_are_read_whole(tmp_path, monkeypatch, block):
+    from r1sft.data import readers
+
+    rows = fx.bespoke_rows(4) + [fx.MALFORMED_STRATOS[0][0]] + fx.sky_t1_rows(3)
+    lines = [orjson.dumps(r) for r in rows]
+    lines.insert(2, b"")
+    lines.insert(5, b"{broken")
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_bytes(b"\n".join(lines))  # no newline after the last row
+    array = fx.write_json_array(tmp_path / "rows.json", rows)
+    expected = {}
+    for path in (jsonl, array):
+        out = tmp_path / f"big_{path.suffix[1:]}.jsonl"
+        expected[path.suffix] = convert("sky-t1", path, out, progress=False), out.read_bytes()
+    monkeypatch.setattr(readers, "BLOCK_BYTES", block)
+    for path in (jsonl, array):
+        out = tmp_path / f"small_{path.suffix[1:]}.jsonl"
+        stats = convert("sky-t1", path, out, progress=False)
+        big_stats, big_bytes = expected[path.suffix]
+        assert out.read_bytes() == big_bytes
+        assert (stats.rows_in, stats.rows_out, dict(stats.dropped)) == \
+            (big_stats.rows_in, big_stats.rows_out, dict(big_stats.dropped))
+    assert expected[".jsonl"][0].dropped == {"json_error": 1, "missing_end_tag": 1}
+    assert expected[".jsonl"][0].rows_out == 7

@@ -287,6 +287,10 @@ class _Conversion:
             except RowRejected as exc:
                 rejects.add(record, exc.reason, exc.detail)
                 continue
+            except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+                # A shape no converter check anticipated: still one bad row, not a dead run.
+                rejects.add(record, "malformed_row", f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+                continue
             if exact is not None:
                 exact.add(key)
             if near is not None:
