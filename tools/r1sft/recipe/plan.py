@@ -151,7 +151,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _ensure_tiny(preset: Preset, warnings: list[str]) -> None:
+def _ensure_tiny(preset: Preset, warnings: list[str]) -> Path | None:
     """Build the tiny model on first use (r1sft.tiny), so the recipe runs as soon as it is written."""
     try:
         from r1sft.tiny import ensure_tiny_model
@@ -159,8 +159,8 @@ def _ensure_tiny(preset: Preset, warnings: list[str]) -> None:
         if exc.name not in ("r1sft.tiny",):
             raise
         warnings.append(f"r1sft.tiny is not installed: build {preset.model_path} before training")
-        return
-    ensure_tiny_model(preset.name)
+        return None
+    return Path(ensure_tiny_model(preset.name))
 
 
 def _local_folder(model_path: str) -> Path | None:
@@ -203,7 +203,9 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
 
     model_path = str(overrides.pop("model_name_or_path", None) or request.model_path or preset.model_path)
     if preset.tiny and model_path == preset.model_path and build_tiny:
-        _ensure_tiny(preset, warnings)
+        built = _ensure_tiny(preset, warnings)
+        if built is not None:
+            model_path = _display(built).as_posix()
     folder = _local_folder(model_path)
     if folder is not None:
         preset = with_local_shape(preset, folder)
@@ -509,8 +511,12 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     # output
     train["output_dir"] = f"{method_dir}/sft"
     train["logging_steps"] = 1 if preset.tiny else 10
-    train["save_steps"] = 500 if preset.tiny else 200
-    train["save_total_limit"] = 2
+    if preset.tiny:
+        train["save_strategy"] = "no"
+        why["save_strategy"] = "a demo: no checkpoints, so a rerun trains afresh; the adapter is saved at the end"
+    else:
+        train["save_steps"] = 200
+        train["save_total_limit"] = 2
     train["plot_loss"] = True
     if preset.tiny:
         train["overwrite_output_dir"] = True
