@@ -51,7 +51,7 @@ def datasets_special_tokens(names: list[str], dataset_dir: Path, *, require: boo
                 known = ", ".join(sorted(info)) or "none"
                 raise R1sftError(
                     f"dataset '{name}' is not registered in {dataset_dir / 'dataset_info.json'} (registered: {known}); "
-                    "convert it first with `r1sft data`"
+                    "convert it first: r1sft convert SOURCE --input FILE --output data/<name>.jsonl"
                 )
             continue
         for token in special_tokens(info[name]):

@@ -177,8 +177,8 @@ def _context(plan: Plan, sft_path: str, merge_path: str | None) -> dict[str, Any
     if plan.datasets == [SAMPLE_DATASET]:
         data = [
             f"{SAMPLE_DATASET}, the bundled sample ({plan.train['dataset_dir']}/dataset_info.json), so this runs as-is.",
-            "For real data: convert it into data/ with `r1sft data` (it registers it in data/dataset_info.json),",
-            f"then re-render with DATASET=<name>[,<name>...] ({plan.make_command} DATASET=...).",
+            "For real data: r1sft convert SOURCE --input FILE --output data/<name>.jsonl (registers <name> in",
+            f"data/dataset_info.json), then re-render: {plan.make_command} DATASET=<name>[,<name>...]",
         ]
     else:
         data = [f"{', '.join(plan.datasets)}, registered in {plan.train['dataset_dir']}/dataset_info.json."]
