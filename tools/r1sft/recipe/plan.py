@@ -655,7 +655,7 @@ def _commands(request: RecipeRequest, preset: str, method: str, gpus: int) -> tu
     for attr, flag, var in options:
         value = getattr(request, attr)
         if value is not None:
-            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            shown = _set_text(value)
             cli.append(f"{flag} {shown}")
             make.append(f"{var}={shown}")
     if request.deepspeed != "auto":
@@ -671,5 +671,7 @@ def _commands(request: RecipeRequest, preset: str, method: str, gpus: int) -> tu
 def _set_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return re.sub(r"e([-+])0*(\d)", r"e\1\2", f"{value:g}").replace("e+", "e")  # 2e-05 -> 2e-5
+    return str(value)
 
