@@ -20,7 +20,7 @@ def _render(tmp_path, *extra: str) -> tuple:
     out = tmp_path / "out"
     run_cli(str(VENV_BIN / "r1sft"), "convert", "samples")
     run_cli(str(VENV_BIN / "r1sft"), "recipe", "tiny-qwen3", "--method", "lora", "--out-dir", str(tmp_path / "rec"),
-            "--set", f"output_dir={out}", "--set", "save_steps=2", "--set", "logging_steps=1", *extra)
+            "--set", f"output_dir={out}", "--set", "save_strategy=steps", "--set", "save_steps=2", "--set", "logging_steps=1", *extra)
     return tmp_path / "rec" / "tiny-qwen3" / "lora_sft.yaml", out
 
 

@@ -73,7 +73,8 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None) -> d
     env = dict(os.environ if environ is None else environ)
     nnodes = int(env.get("NNODES", "1") or 1)
     if not env.get("NPROC_PER_NODE"):
-        env["NPROC_PER_NODE"] = str(max(visible_gpu_count(), 1))
+        # A CPU recipe (use_cpu) plans its global batch for one process, whatever GPUs the machine has.
+        env["NPROC_PER_NODE"] = "1" if config.get("use_cpu") else str(max(visible_gpu_count(), 1))
     nproc = int(env["NPROC_PER_NODE"])
     if config.get("deepspeed") or nproc > 1 or nnodes > 1:
         env["FORCE_TORCHRUN"] = "1"

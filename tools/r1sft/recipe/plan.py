@@ -322,8 +322,8 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     ds_request = request.deepspeed if ds_override is None else _deepspeed_from_path(ds_override)
     if ds_request not in DEEPSPEED_CHOICES:
         raise R1sftError(f"DEEPSPEED={ds_request}: choose one of {', '.join(DEEPSPEED_CHOICES)}")
-    if cpu and ds_request not in ("auto", "none"):
-        raise R1sftError(f"DEEPSPEED={ds_request} with GPUS=0: CPU recipes train without DeepSpeed")
+    # DeepSpeed on CPU (its CPU accelerator, gloo) is slow but real: it lets the ZeRO-3 launch path be tested
+    # without a GPU, so an explicit request is honoured; auto never picks it on CPU.
     if method == "qlora" and ds_request == "z3_offload":
         raise R1sftError("DEEPSPEED=z3_offload with QLoRA: bitsandbytes 4-bit weights cannot be offloaded; use z3")
     lora = cat["defaults"]["lora"]
@@ -397,7 +397,8 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     # ---- reasons for the hardware choices ----------------------------------------------------------------
     first = tried[0][3]
     if cpu:
-        reasons.append("CPU: use_cpu, fp32 (bf16 fails without a GPU), no DeepSpeed, no liger (needs CUDA)")
+        reasons.append("CPU: use_cpu, fp32 (bf16 fails without a GPU), no liger (needs CUDA)"
+                       + (f", DeepSpeed {ds} on its CPU accelerator" if ds else ", no DeepSpeed"))
     elif ds_request != "auto":
         why["deepspeed"] = f"DEEPSPEED={ds_request} on the command line"
         reasons.append(f"DeepSpeed {ds or 'none'}: asked for on the command line")
@@ -520,7 +521,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     train["plot_loss"] = True
     if preset.tiny:
         train["overwrite_output_dir"] = True
-    train["report_to"] = "none"
+    train["report_to"] = "tensorboard"
     # train
     train["per_device_train_batch_size"] = pdb
     train["gradient_accumulation_steps"] = ga
@@ -531,8 +532,12 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         why["max_steps"] = f"a demo: {defaults['max_steps']} steps of {global_batch} samples (wins over epochs)"
     train["lr_scheduler_type"] = str(defaults["scheduler"])
     train["warmup_ratio"] = float(defaults["warmup_ratio"])
-    if cpu:
+    if cpu and not ds:
         train["use_cpu"] = True
+    elif cpu:
+        # use_cpu breaks DeepSpeed's batch arithmetic under torchrun (it sees a world of 1); with no GPU visible,
+        # HF picks the CPU anyway and DeepSpeed runs on its CPU accelerator.
+        why["deepspeed"] = f"DEEPSPEED={ds} on CPU (no use_cpu: it confuses DeepSpeed's world size)"
     else:
         train["bf16"] = True
     train["dataloader_pin_memory"] = not cpu
@@ -548,7 +553,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     if "tokenized_path" in train:
         why["tokenized_path"] = "tokenize once, reuse: delete it after changing the data"
     why["ddp_timeout"] = "rank 0 tokenizes everything first: keep the other ranks from timing out"
-    why["report_to"] = "tensorboard is not installed with r1sft; install it, then set tensorboard"
+    why["report_to"] = "loss curves: tensorboard --logdir <output_dir>/runs"
     if cpu:
         why["use_cpu"] = "no GPU: bf16 would fail on a CPU"
     if preset.tiny:
