@@ -130,6 +130,7 @@ def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool
     if not recipe_path.is_file():
         raise R1sftError(f"{recipe}: no such recipe file")
     overrides = parse_overrides(pairs)
+    print(f"r1sft: recipe {_shown(recipe_path)}" + (f" with {' '.join(pairs)}" if pairs else ""), flush=True)
     resume = resume and str(overrides.pop("resume", True)).lower() not in ("false", "0", "no")
     effective, config = prepare_launch(recipe_path, overrides, resume=resume)
     os.chdir(REPO_ROOT)  # recipes use paths relative to the project root, as LLaMA-Factory's examples do
