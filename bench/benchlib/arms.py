@@ -36,6 +36,10 @@ DS_Z3 = {
     },
 }
 EXPANDABLE = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+# What the exploration found on H100 (docs/performance.md): the caching allocator fragments on variable-length
+# batches (expandable segments: -15 GiB peak), and PyTorch >= 2.9 prefers cuDNN attention on Hopper, whose
+# per-shape graph building costs ~300 ms of CPU per step when every document has a new length (flash: none).
+FAST_ENV = {**EXPANDABLE, "TORCH_CUDNN_SDPA_PREFERRED": "0"}
 
 
 @dataclass
@@ -105,19 +109,38 @@ def baseline(ctx: Context) -> Arm:
     return Arm("baseline", config, note=note, memory_estimate=_estimate(ctx, config))
 
 
-def planned(ctx: Context) -> Arm:
+def launcher_env() -> dict[str, str]:
+    """Environment r1sft's launcher adds for speed (``r1sft.launch.PERFORMANCE_ENV``), when it defines one."""
+    try:
+        from r1sft import launch
+    except ImportError:
+        return {}
+    return dict(getattr(launch, "PERFORMANCE_ENV", None) or {})
+
+
+def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: str = "", **overrides) -> Arm:
+    """The recipe ``r1sft recipe`` writes for this case (``overrides``: its --set values), run the way run_sft.sh
+    runs it (with the launcher's environment, unless ``env`` is given)."""
     from r1sft.recipe import RecipeRequest, plan_recipe
 
     case = ctx.case
     request = RecipeRequest(model=case.preset, method=case.method, datasets=[ctx.dataset],
                             gpus=0 if ctx.cpu else 1, gpu_mem=ctx.gpu_mem_gib, cutoff=case.cutoff,
-                            global_batch=case.samples_per_step, model_path=str(ctx.model_dir))
+                            global_batch=case.samples_per_step, model_path=str(ctx.model_dir),
+                            overrides=dict(overrides))
     plan = plan_recipe(request, data_dir=ctx.data_dir, build_tiny=False)
     config = dict(plan.train)
     config["model_name_or_path"] = str(ctx.model_dir)
-    env = dict(getattr(plan, "env", None) or {})
-    return Arm("planned", config, env=env, note="r1sft plan_recipe: " + plan.make_command,
-               plan_summary=plan.summary(), memory_estimate=plan.memory)
+    env = launcher_env() if env is None else env
+    if ctx.cpu:
+        env = {}
+    sets = " ".join(f"{k}={v}" for k, v in overrides.items())
+    arm = Arm(name, config, env=env, note=note or ("r1sft plan_recipe: " + plan.make_command),
+              plan_summary=plan.summary(), memory_estimate=plan.memory)
+    if overrides:
+        arm.note = (note + "; " if note else "") + f"r1sft recipe ... --set {sets}"
+        arm.memory_estimate = _estimate(ctx, config) or plan.memory
+    return arm
 
 
 def bench_keys(arm: Arm, ctx: Context, max_steps: int, tokenized: Path) -> None:
@@ -216,6 +239,17 @@ VARIANTS = {
         train_sampling_strategy="group_by_length"),
     "gc_lora_nodropout": lambda ctx: _variant("gc_lora_nodropout", ctx, "planned LoRA shape (rank 64) without dropout",
                                               env=EXPANDABLE, lora_rank=64, lora_alpha=128, lora_dropout=0.0),
+    # the planner's recipe with one or two knobs changed, run with FAST_ENV
+    "flash_gc_liger": lambda ctx: planned(ctx, "flash_gc_liger", FAST_ENV, "planned + flash SDPA + expandable"),
+    "flash_nogc_liger": lambda ctx: planned(ctx, "flash_nogc_liger", FAST_ENV, "planned, no checkpointing, + env",
+                                            disable_gradient_checkpointing=True),
+    "flash_gc_noliger": lambda ctx: planned(ctx, "flash_gc_noliger", FAST_ENV, "planned, no liger, + env",
+                                            enable_liger_kernel=False),
+    "flash_gc_liger_nodrop": lambda ctx: planned(ctx, "flash_gc_liger_nodrop", FAST_ENV,
+                                                 "planned, lora_dropout 0, + env", lora_dropout=0.0),
+    "flash_gc_noliger_nodrop": lambda ctx: planned(ctx, "flash_gc_noliger_nodrop", FAST_ENV,
+                                                   "planned, no liger, lora_dropout 0, + env",
+                                                   enable_liger_kernel=False, lora_dropout=0.0),
 }
 
 

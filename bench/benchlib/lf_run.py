@@ -75,10 +75,11 @@ class BenchCallback(TrainerCallback):
             self.normalized_by_step = True
         if mask is None:
             rows = torch.full((ids.shape[0],), ids.shape[1], device=ids.device)
-            self.micro.append((rows.sum(), (rows * rows).sum(), torch.tensor(ids.shape[0], device=ids.device)))
+            self.micro.append((rows.sum(), (rows * rows).sum(), torch.tensor(ids.shape[0], device=ids.device),
+                               rows.max()))
         elif mask.dim() == 2:
             rows = (mask != 0).sum(-1)
-            self.micro.append((rows.sum(), (rows * rows).sum(), (rows > 0).sum()))
+            self.micro.append((rows.sum(), (rows * rows).sum(), (rows > 0).sum(), rows.max()))
         else:  # 4D block-diagonal mask (neat packing): rows count the keys each token sees
             allowed = mask[:, 0] if mask.dtype == torch.bool else mask[:, 0] == 0
             seen = allowed.sum(-1)
@@ -87,7 +88,7 @@ class BenchCallback(TrainerCallback):
             nxt = torch.cat([seen[:, 1:], torch.zeros_like(seen[:, :1])], dim=1)
             ends = real & (nxt != seen + 1)
             lengths = seen * ends
-            self.micro.append((real.sum(), (lengths * lengths).sum(), ends.sum()))
+            self.micro.append((real.sum(), (lengths * lengths).sum(), ends.sum(), lengths.max()))
 
     def _post_hook(self, module, args, kwargs, output):
         loss = getattr(output, "loss", None)
@@ -114,10 +115,12 @@ class BenchCallback(TrainerCallback):
             tok = torch.stack([m[0] for m in self.micro]).sum()
             sq = torch.stack([m[1].to(torch.float64) for m in self.micro]).sum()
             docs = torch.stack([m[2] for m in self.micro]).sum()
+            longest = torch.stack([m[3] for m in self.micro]).max()
         else:
-            tok = sq = docs = torch.zeros(())
+            tok = sq = docs = longest = torch.zeros(())
         loss = torch.stack(self.losses) if self.losses else torch.zeros(1)
-        self.steps.append({"step": step, "tokens": tok, "sumsq": sq, "docs": docs, "micro": len(self.micro),
+        self.steps.append({"step": step, "tokens": tok, "sumsq": sq, "docs": docs, "longest": longest,
+                           "micro": len(self.micro),
                            "loss": loss.sum() if self.normalized_by_step else loss.mean()})
         self.micro, self.losses = [], []
         if step == self.start:

@@ -49,7 +49,7 @@ def build_model(shape: dict, out_dir: Path, device: str = "cpu", seed: int = 0) 
                max_position_embeddings=max(cfg.get("max_position_embeddings", 0), 40960))
     if "head_dim" in cfg or shape["head_dim"] != shape["hidden"] // shape["heads"]:
         cfg["head_dim"] = shape["head_dim"]
-    for key in ("torch_dtype", "dtype", "architectures", "transformers_version"):
+    for key in ("torch_dtype", "dtype", "architectures", "transformers_version", "layer_types"):
         cfg.pop(key, None)
     config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     torch.manual_seed(seed)
@@ -68,12 +68,17 @@ def build_model(shape: dict, out_dir: Path, device: str = "cpu", seed: int = 0) 
 
 
 # ---------------------------------------------------------------------------------------------------- data
-WORDS = tuple("the of and to a in is that for it as with was on be by this are or from at an which not have but all we "
-         "can if so then step first next finally answer solution problem question number numbers sum total add "
-         "plus minus times divided equals result check let find compute calculate therefore thus because since "
-         "each value given know need think reason carefully verify wait hmm okay right now digit digits carry "
-         "write final boxed frac sqrt area length width triangle circle square root prime even odd multiply "
-         "subtract remainder how many much what why when does should could must").split()
+WORDS = [
+    "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "with", "was", "on", "be", "by", "this",
+    "are", "or", "from", "at", "an", "which", "not", "have", "but", "all", "we", "can", "if", "so", "then", "step",
+    "first", "next", "finally", "answer", "solution", "problem", "question", "number", "numbers", "sum", "total",
+    "add", "plus", "minus", "times", "divided", "equals", "result", "check", "let", "find", "compute", "calculate",
+    "therefore", "thus", "because", "since", "each", "value", "given", "know", "need", "think", "reason",
+    "carefully", "verify", "wait", "hmm", "okay", "right", "now", "digit", "digits", "carry", "write", "final",
+    "boxed", "frac", "sqrt", "area", "length", "width", "triangle", "circle", "square", "root", "prime", "even",
+    "odd", "multiply", "subtract", "remainder", "how", "many", "much", "what", "why", "when", "does", "should",
+    "could", "must",
+]
 OPENERS = ["Let me", "Wait,", "Hmm,", "So", "Now", "First,", "Next,", "Therefore", "Okay,", "But"]
 
 
