@@ -21,7 +21,7 @@ import yaml
 
 from r1sft.errors import R1sftError
 from r1sft.paths import REPO_ROOT
-from r1sft.yamlio import atomic_write_text, load_yaml
+from r1sft.yamlio import atomic_write_text, load_yaml, parse_scalar
 
 DEFAULT_MASTER_PORT = "29500"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -37,7 +37,7 @@ def parse_overrides(pairs: list[str]) -> dict:
         if any(ch.isspace() for ch in value):
             raise R1sftError(f"override {pair!r}: values cannot contain spaces (LLaMA-Factory's launcher splits "
                              "its arguments on spaces); edit the recipe instead")
-        overrides[key] = yaml.safe_load(value) if value else ""
+        overrides[key] = parse_scalar(value)
     return overrides
 
 

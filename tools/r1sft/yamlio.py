@@ -43,3 +43,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def parse_scalar(text: str):
+    """A command-line value as LLaMA-Factory's OmegaConf would read it: YAML 1.2 scalars.
+
+    PyYAML follows YAML 1.1, where ``no``/``yes``/``on``/``off`` are booleans and ``1e-4`` is text; OmegaConf (and
+    users) read ``save_strategy=no`` as the string "no" and ``1e-4`` as a number.
+    """
+    import re
+
+    stripped = text.strip()
+    if not stripped:
+        return ""
+    if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", stripped):
+        return float(stripped)
+    try:
+        value = yaml.safe_load(stripped)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, bool) and stripped.lower() not in ("true", "false"):
+        return text
+    return value

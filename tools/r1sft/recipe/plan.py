@@ -131,7 +131,7 @@ def _display(path: Path) -> Path:
 
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings to a dict, values read as YAML scalars (``true``, ``64``, ``1e-4``, text)."""
-    import yaml
+    from r1sft.yamlio import parse_scalar
 
     out: dict[str, Any] = {}
     for item in items:
@@ -139,12 +139,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise R1sftError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            value = text
-        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
-            value = float(value)  # YAML 1.1 reads 1e-4 as text; LLaMA-Factory's OmegaConf reads it as a number
+        value = parse_scalar(text)
         if isinstance(value, (dict, list)):
             raise R1sftError(f"--set {key}: expected a single value, got {type(value).__name__}")
         out[key] = value
