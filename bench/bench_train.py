@@ -53,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=256, help="synthetic documents per family")
     parser.add_argument("--median", type=int, default=4000, help="median document length in tokens")
     parser.add_argument("--max-len", type=int, default=15000, help="longest document in tokens")
+    parser.add_argument("--longest-at", type=int, default=24,
+                        help="put the longest document at this position of the (unshuffled) data: step 13 of the "
+                             "full-SFT case, step 4 of the LoRA cases, inside both measured windows")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shape, 3 steps: check the plumbing")
     parser.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "saves" / "bench"),
                         help="where bench.json / bench.md / logs go (default: $OUT or saves/bench)")
@@ -169,6 +172,7 @@ def compute(res: dict, shape, case, peak_tflops: float | None) -> None:
     res["torch_max_allocated_mib"] = mem.get("max_allocated_mib")
     res["alloc_retries"] = mem.get("alloc_retries")
     res["losses"] = [s["loss"] for s in res["raw"]["steps"]]
+    res["longest_doc_tokens"] = max((s.get("longest", 0) for s in res["raw"]["steps"]), default=None)
 
 
 def main(argv=None) -> int:
@@ -217,7 +221,7 @@ def main(argv=None) -> int:
         model_dir = build_model(spec, work, case.preset + ("-smoke" if args.smoke else ""),
                                 "cpu" if args.smoke else "cuda", log)
         data = make_dataset(spec["family"], work / "data", samples, median, 0.6, max_len, 256 if not args.smoke
-                            else 32, seed=0)
+                            else 32, seed=0, longest_at=args.longest_at)
         ctx = arms_mod.Context(case=case, model_dir=model_dir, dataset=data["dataset"],
                                data_dir=Path(data["dataset_dir"]), work=work, gpu_mem_gib=gpu_mem, smoke=args.smoke,
                                preprocessing_workers=min(16, os.cpu_count() or 1))
@@ -240,6 +244,7 @@ def main(argv=None) -> int:
             compute(res, shape, case, peak)
             case_res["arms"].append(res)
             log(report.arm_line(res, gpu))
+            _write(out_dir, {**results, "cases": results["cases"] + [case_res]})
         results["cases"].append(case_res)
         for line in report.case_summary(case_res, gpu):
             log(line)

@@ -36,9 +36,8 @@ DS_Z3 = {
     },
 }
 EXPANDABLE = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
-# What the exploration found on H100 (docs/performance.md): the caching allocator fragments on variable-length
-# batches (expandable segments: -15 GiB peak), and PyTorch >= 2.9 prefers cuDNN attention on Hopper, whose
-# per-shape graph building costs ~300 ms of CPU per step when every document has a new length (flash: none).
+# PyTorch prefers cuDNN attention on Hopper; TORCH_CUDNN_SDPA_PREFERRED=0 moves SDPA off it. Measured on the H100
+# (docs/performance.md): 3x slower steps without checkpointing, so r1sft leaves it alone. Kept to re-measure.
 FAST_ENV = {**EXPANDABLE, "TORCH_CUDNN_SDPA_PREFERRED": "0"}
 
 
@@ -157,6 +156,9 @@ def bench_keys(arm: Arm, ctx: Context, max_steps: int, tokenized: Path) -> None:
     c["report_to"] = "none"
     c["plot_loss"] = False
     c["seed"] = 42
+    # File order, not a shuffle: both arms see the same documents in the same steps, and the data generator puts
+    # the longest document inside the measured window, so the peak memory is the worst case.
+    c["disable_shuffling"] = True
     c["max_samples"] = 100000
     c["tokenized_path"] = str(tokenized)
     c["preprocessing_num_workers"] = ctx.preprocessing_workers
@@ -207,7 +209,16 @@ def _variant(name: str, ctx: Context, note: str, env: dict | None = None, packed
     return arm
 
 
+def tuned(ctx: Context) -> Arm:
+    """The planner's recipe with the knobs the H100 measurements say it should choose (docs/performance.md):
+    full SFT without gradient checkpointing when it fits, LoRA without dropout; run with expandable segments."""
+    sets = {"disable_gradient_checkpointing": True} if ctx.case.method == "full" else {"lora_dropout": 0.0}
+    return planned(ctx, "planned_tuned", {} if ctx.cpu else EXPANDABLE,
+                   "planner + measured knobs, PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True", **sets)
+
+
 VARIANTS = {
+    "planned_tuned": tuned,
     "nods_gc_noliger": lambda ctx: _nods_noliger(ctx),
     "nods_liger_gc": lambda ctx: _variant("nods_liger_gc", ctx, "no DeepSpeed, liger, checkpointing on"),
     "nods_liger_nogc": lambda ctx: _variant("nods_liger_nogc", ctx, "no DeepSpeed, liger, no checkpointing",

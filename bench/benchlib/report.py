@@ -22,7 +22,8 @@ def arm_line(res: dict, gpu: dict | None) -> str:
     return (f"  [{res['arm']}] {res['tokens_per_s']:,.0f} tokens/s, MFU {_f(res.get('mfu'), '.1%')}, "
             f"{res['step_seconds']:.2f} s/step, peak {_f(mem, ',.0f')} MiB{frac} (torch reserved "
             f"{_f(res.get('torch_max_reserved_mib'), ',.0f')}; planner estimate {_f(res.get('estimate_gib'), '.1f')}"
-            f" GiB), docs {res['docs']} of mean {res['mean_doc_tokens']:,.0f} tokens")
+            f" GiB), docs {res['docs']} of mean {res['mean_doc_tokens']:,.0f} tokens, longest in the run "
+            f"{_f(res.get('longest_doc_tokens'), ',.0f')}")
 
 
 def _by_arm(case_res: dict) -> dict:
@@ -73,7 +74,8 @@ def limits(res: dict) -> str:
 def case_summary(case_res: dict, gpu: dict | None) -> list[str]:
     arms = _by_arm(case_res)
     out = [f"-- {case_res['case']} summary"]
-    base, plan = arms.get("baseline"), arms.get("planned")
+    base = arms.get("baseline")
+    plan = arms.get("planned_tuned") or arms.get("planned")
     ok = [r for r in case_res["arms"] if "tokens_per_s" in r]
     if base and "tokens_per_s" in base:
         for r in ok:
@@ -96,7 +98,7 @@ def case_summary(case_res: dict, gpu: dict | None) -> list[str]:
     for r in ok:
         out.append(f"  limits [{r['arm']}]: {limits(r)}")
     if base and plan and "losses" in base and "losses" in plan:
-        out.append(f"  loss, first {LOSS_STEPS} optimizer steps (baseline | planned):")
+        out.append(f"  loss, first {LOSS_STEPS} optimizer steps (baseline | {plan['arm']}):")
         for i, (a, b) in enumerate(zip(base["losses"][:LOSS_STEPS], plan["losses"][:LOSS_STEPS], strict=False)):
             out.append(f"    step {i + 1:2d}: {a:8.4f} | {b:8.4f}   diff {b - a:+.4f}")
     for r in ok:
@@ -105,7 +107,8 @@ def case_summary(case_res: dict, gpu: dict | None) -> list[str]:
             out.append(f"  memory [{r['arm']}]: measured {measured:.1f} GiB (nvidia-smi), planner estimate "
                        f"{r['estimate_gib']:.1f} GiB ({r['estimate_gib'] / measured - 1:+.0%}; {r['estimate_parts']})")
     if base and plan and "config" in base and "config" in plan:
-        out.append("  planned vs baseline knobs: " + "; ".join(knob_diff(base["config"], plan["config"])))
+        out.append(f"  {plan['arm']} vs baseline knobs: " + "; ".join(knob_diff(base["config"], plan["config"]))
+                   + (f"; env {plan['env']}" if plan.get("env") else ""))
     for r in ok:
         out += profile_lines(r)
     return out
@@ -139,7 +142,7 @@ def markdown(results: dict) -> str:
                 f"{_f(r.get('torch_max_reserved_mib'), ',.0f')} | {_f(r.get('estimate_gib'), '.1f')} | "
                 f"{r['mean_doc_tokens']:,.0f} | {r['note']} |")
         lines += ["", "```"] + case_summary(case, gpu) + ["```", ""]
-        plan = _by_arm(case).get("planned")
+        plan = _by_arm(case).get("planned_tuned") or _by_arm(case).get("planned")
         if plan and plan.get("plan_summary"):
             lines += ["Planner's reasoning:", "", "```", plan["plan_summary"], "```", ""]
     return "\n".join(lines) + "\n"

@@ -115,7 +115,7 @@ class SentencePool:
 
 
 def make_dataset(family: str, out_dir: Path, samples: int, median: int, sigma: float, max_tokens: int,
-                 min_tokens: int, seed: int = 0) -> dict:
+                 min_tokens: int, seed: int = 0, longest_at: int | None = None) -> dict:
     """Write ``r1sft_bench_<family>.jsonl`` + ``dataset_info.json`` (r1sft's converted format) into ``out_dir``.
 
     Document length (prompt + chain of thought + answer, in the family tokenizer's tokens) is log-normal with the
@@ -126,7 +126,7 @@ def make_dataset(family: str, out_dir: Path, samples: int, median: int, sigma: f
     name = f"r1sft_bench_{family}"
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = dict(family=family, samples=samples, median=median, sigma=sigma, max_tokens=max_tokens,
-                min_tokens=min_tokens, seed=seed)
+                min_tokens=min_tokens, seed=seed, longest_at=longest_at)
     file = out_dir / f"{name}.jsonl"
     stamp = out_dir / f"{name}.meta.json"
     if not (stamp.exists() and json.loads(stamp.read_text()) == meta and file.exists()):
@@ -148,6 +148,10 @@ def make_dataset(family: str, out_dir: Path, samples: int, median: int, sigma: f
                    "system": ""}
             lines.append(json.dumps(row, ensure_ascii=False))
             lengths.append(n1 + n2 + n3)
+        if longest_at is not None and 0 <= longest_at < samples:  # the worst case inside the measured window
+            i = max(range(samples), key=lengths.__getitem__)
+            lines[i], lines[longest_at] = lines[longest_at], lines[i]
+            lengths[i], lengths[longest_at] = lengths[longest_at], lengths[i]
         tmp = file.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, file)
