@@ -29,7 +29,7 @@ class Case:
 
 CASES = {
     "qwen2.5-1.5b-full": Case("qwen2.5-1.5b-full", "qwen2.5-1.5b", "full", 16384, 2, (10, 40)),
-    "qwen2.5-7b-lora": Case("qwen2.5-7b-lora", "qwen2.5-7b", "lora", 16384, 8, (3, 10)),
-    "qwen3-8b-lora": Case("qwen3-8b-lora", "qwen3-8b", "lora", 16384, 8, (3, 10)),
+    "qwen2.5-7b-lora": Case("qwen2.5-7b-lora", "qwen2.5-7b", "lora", 16384, 8, (2, 6)),
+    "qwen3-8b-lora": Case("qwen3-8b-lora", "qwen3-8b", "lora", 16384, 8, (2, 6)),
 }
 DEFAULT_CASES = list(CASES)
