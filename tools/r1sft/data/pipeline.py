@@ -387,5 +387,13 @@ class _Conversion:
         }
         if opts.max_tokens:
             meta["max_tokens"] = opts.max_tokens
-            meta["tokenizer"] = opts.tokenizer
+            meta["tokenizer"] = _portable(opts.tokenizer)
         return sharegpt_entry(self.output.name, meta)
+
+
+def _portable(tokenizer: str) -> str:
+    """A tokenizer folder inside the project is recorded relative to it, so dataset_info.json is the same anywhere."""
+    from r1sft.paths import REPO_ROOT
+
+    path = Path(tokenizer).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.exists() and path.is_relative_to(REPO_ROOT) else tokenizer

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,7 @@ def _check_datasets(recipe: _Recipe, root: Path) -> None:
         if missing:
             recipe.problem(f"dataset '{name}': {missing}")
         needed += [token for token in special_tokens(info[name]) if token not in needed]
+        _check_length_filter(recipe, name, info[name])
     have = _tokens(recipe.args.get("add_special_tokens"))
     lacking = [token for token in needed if token not in have]
     if lacking:
@@ -150,6 +152,24 @@ def _check_datasets(recipe: _Recipe, root: Path) -> None:
             f"the data needs special tokens {','.join(lacking)} (dataset_info.json r1sft.special_tokens) but "
             "add_special_tokens does not list them"
         )
+
+
+def _check_length_filter(recipe: _Recipe, name: str, entry: dict) -> None:
+    """LLaMA-Factory truncates samples longer than cutoff_len: the chain of thought loses its end and its EOS.
+
+    A dataset converted with ``--max-tokens N`` holds no sample over N templated tokens, so N <= cutoff_len is the
+    guarantee that every trained sample keeps its end-of-turn token; anything else is reported.
+    """
+    cutoff = recipe.args.get("cutoff_len", 2048)
+    max_tokens = (entry.get("r1sft") or {}).get("max_tokens")
+    if max_tokens is None:
+        print(f"note: {recipe.shown}: dataset '{name}' was not length-filtered: samples over cutoff_len {cutoff} "
+              f"tokens will be truncated and lose their end-of-turn token; convert it with --max-tokens {cutoff} "
+              "--tokenizer <model> to drop and count them instead", file=sys.stderr)
+    elif isinstance(cutoff, int) and max_tokens > cutoff:
+        recipe.problem(f"dataset '{name}' was filtered at --max-tokens {max_tokens} > cutoff_len {cutoff}: samples "
+                       f"between the two would be truncated (losing their end-of-turn token); re-convert with "
+                       f"--max-tokens {cutoff} or raise cutoff_len")
 
 
 def _tokens(value: Any) -> list[str]:
