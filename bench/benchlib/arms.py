@@ -117,7 +117,8 @@ def launcher_env() -> dict[str, str]:
     return dict(getattr(launch, "PERFORMANCE_ENV", None) or {})
 
 
-def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: str = "", **overrides) -> Arm:
+def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: str = "", deepspeed: str = "auto",
+            **overrides) -> Arm:
     """The recipe ``r1sft recipe`` writes for this case (``overrides``: its --set values), run the way run_sft.sh
     runs it (with the launcher's environment, unless ``env`` is given)."""
     from r1sft.recipe import RecipeRequest, plan_recipe
@@ -126,7 +127,7 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
     request = RecipeRequest(model=case.preset, method=case.method, datasets=[ctx.dataset],
                             gpus=0 if ctx.cpu else 1, gpu_mem=ctx.gpu_mem_gib, cutoff=case.cutoff,
                             global_batch=case.samples_per_step, model_path=str(ctx.model_dir),
-                            overrides=dict(overrides))
+                            deepspeed=deepspeed, overrides=dict(overrides))
     plan = plan_recipe(request, data_dir=ctx.data_dir, build_tiny=False)
     config = dict(plan.train)
     config["model_name_or_path"] = str(ctx.model_dir)
@@ -213,8 +214,11 @@ def tuned(ctx: Context) -> Arm:
     """The planner's recipe with the knobs the H100 measurements say it should choose (docs/performance.md):
     full SFT without gradient checkpointing when it fits, LoRA without dropout; run with expandable segments."""
     sets = {"disable_gradient_checkpointing": True} if ctx.case.method == "full" else {"lora_dropout": 0.0}
+    # DEEPSPEED=none: the planner's memory model (79 GiB estimated, ~60-66 GiB measured without checkpointing)
+    # would otherwise fall back to ZeRO-3 offload.
     return planned(ctx, "planned_tuned", {} if ctx.cpu else EXPANDABLE,
-                   "planner + measured knobs, PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True", **sets)
+                   "planner + measured knobs, PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True", deepspeed="none",
+                   **sets)
 
 
 VARIANTS = {
