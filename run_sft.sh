@@ -21,14 +21,22 @@ esac
 if [ -x "$root/.venv/bin/python" ]; then
   export PATH="$root/.venv/bin:$PATH"
 fi
-command -v r1sft >/dev/null 2>&1 || { echo "run_sft.sh: r1sft is not installed; run 'make setup' first" >&2; exit 2; }
+# The r1sft command, or its module where the package is importable but not installed (e.g. PYTHONPATH=tools).
+if command -v r1sft >/dev/null 2>&1; then
+  r1sft=(r1sft)
+elif python3 -c "import r1sft" >/dev/null 2>&1; then
+  r1sft=(python3 -m r1sft.cli)
+else
+  echo "run_sft.sh: r1sft is not installed; run 'make setup' first" >&2
+  exit 2
+fi
 
 if [ "$#" -eq 0 ]; then
   recipe="$root/recipes/tiny-qwen3/lora_sft.yaml"
   if [ ! -f "$recipe" ]; then
     echo "run_sft.sh: no recipe given; preparing the demo recipe ($recipe)"
     make -C "$root" --no-print-directory demo-data
-    r1sft recipe tiny-qwen3 --method lora
+    "${r1sft[@]}" recipe tiny-qwen3 --method lora
   fi
   set -- "$recipe"
 fi
@@ -44,4 +52,4 @@ resume_flag=()
 if [ "${R1SFT_NO_RESUME:-0}" = "1" ]; then
   resume_flag=(--no-resume)
 fi
-exec r1sft train "${resume_flag[@]}" "$recipe" "$@"
+exec "${r1sft[@]}" train "${resume_flag[@]}" "$recipe" "$@"

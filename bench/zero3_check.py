@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         model=args.preset, method=args.method, datasets=[args.dataset], gpus=1, deepspeed="z3",
         cutoff=args.cutoff, global_batch=2, model_path=str(Path(args.model).resolve()), out_dir=scratch / "recipes",
         overrides={"max_steps": args.steps, "logging_steps": 1, "include_effective_tokens_per_second": True,
-                   "output_dir": "saves/bench-zero3/sft", "save_strategy": "no"})
+                   "output_dir": "saves/bench-zero3/sft", "save_strategy": "no", "report_to": "none"})
     plan = plan_recipe(request, data_dir=Path(args.data_dir).resolve(), build_tiny=False)
     written = write_files(render_recipe(plan))
     recipe = next(p for p in written if p.name.endswith("_sft.yaml"))

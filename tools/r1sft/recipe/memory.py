@@ -82,17 +82,23 @@ def activation_bytes_per_token_layer(
     act_bytes: int = 2,
     micro_batch: int = 1,
     lora_dropout: float = 0.05,
+    liger: bool = False,
 ) -> float:
-    """Bytes one decoder layer keeps for backward per token, without gradient checkpointing (before the factor)."""
+    """Bytes one decoder layer keeps for backward per token, without gradient checkpointing (before the factor).
+
+    Liger's fused RMSNorm keeps its fp32 input and one bf16 output (6h, not 8h) and its fused SwiGLU keeps gate, up
+    and one product (6I, not 8I): calibrated on an H100 (Qwen2.5-1.5B full SFT, docs/performance.md).
+    """
     h, q, i = shape.hidden, shape.q_dim, shape.intermediate
     # With a padding mask (micro batch > 1) transformers repeats k/v to every head before SDPA.
     kv = shape.kv_dim if micro_batch == 1 else q
-    norm = 4 * h + residual_bytes * h + act_bytes * h  # fp32 input copy, normalised output, cast for the linear
+    # fp32 input copy, normalised output, cast for the linear; liger's fused norm keeps fp32 input + one bf16 copy
+    norm = 4 * h + act_bytes * h if liger else 4 * h + residual_bytes * h + act_bytes * h
     total = 2 * norm
     if shape.qk_norm:
         total += (4 + act_bytes) * (q + shape.kv_dim)
     total += act_bytes * (3 * q + 2 * kv)  # q and k after RoPE, v, SDPA output, o_proj's contiguous input
-    total += 4 * act_bytes * i  # gate, SiLU(gate), up, product
+    total += (3 if liger else 4) * act_bytes * i  # gate, SiLU(gate) (not kept by liger), up, product
     if method in ("lora", "qlora", "dora") and lora_dropout > 0:
         total += (act_bytes + 1) * sum(fan_in for _, fan_in, _ in shape.linears())  # dropout output + mask
     if method == "dora":
@@ -198,6 +204,7 @@ def estimate_memory(
         act_bytes=half,
         micro_batch=micro_batch,
         lora_dropout=lora_dropout,
+        liger=liger and on_gpu,
     )
     if gradient_checkpointing:
         activations = tokens * (shape.layers * residual * shape.hidden + per_layer)
