@@ -31,6 +31,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--gpus", type=int, default=1, help="GPUs of this machine to train on (ZeRO-3 across them)")
     parser.add_argument("--cutoff", type=int, default=16384)
     parser.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "saves" / "bench"))
     parser.add_argument("--check", action="store_true", help="let `r1sft train` run `r1sft check` first")
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
 
     scratch = REPO / ".cache" / "bench" / "zero3"
     request = RecipeRequest(
-        model=args.preset, method=args.method, datasets=[args.dataset], gpus=1, deepspeed="z3",
+        model=args.preset, method=args.method, datasets=[args.dataset], gpus=args.gpus, deepspeed="z3",
         cutoff=args.cutoff, global_batch=2, model_path=str(Path(args.model).resolve()), out_dir=scratch / "recipes",
         overrides={"max_steps": args.steps, "logging_steps": 1, "include_effective_tokens_per_second": True,
                    "output_dir": "saves/bench-zero3/sft", "save_strategy": "no", "report_to": "none"})
