@@ -16,27 +16,15 @@ import random
 import uuid
 from pathlib import Path
 
+from r1sft.data.system_prompts import R1_SYSTEM_PROMPT_LITERAL_NEWLINES
+
 HERE = Path(__file__).resolve().parent
 ROWS_PER_SAMPLE = 40
 NAMES = ["Maria", "Ken", "Aisha", "Tom", "Lena", "Ravi", "Sofia", "Omar", "Mei", "Jonas"]
 ITEMS = ["apples", "marbles", "stickers", "books", "pencils", "cookies"]
 
 # Bespoke-Stratos-17k's system prompt, byte for byte as the hub copy has it: "\\n\\n" is a literal backslash-n.
-BESPOKE_SYSTEM_PROMPT = (
-    "Your role as an assistant involves thoroughly exploring questions through a systematic long thinking process "
-    "before providing the final precise and accurate solutions. This requires engaging in a comprehensive cycle of "
-    "analysis, summarizing, exploration, reassessment, reflection, backtracing, and iteration to develop "
-    "well-considered thinking process. Please structure your response into two main sections: Thought and Solution. "
-    "In the Thought section, detail your reasoning process using the specified format: <|begin_of_thought|> "
-    "{thought with steps separated with '\\n\\n'} <|end_of_thought|> Each step should include detailed "
-    "considerations such as analisying questions, summarizing relevant findings, brainstorming new ideas, verifying "
-    "the accuracy of the current steps, refining any errors, and revisiting previous steps. In the Solution section, "
-    "based on various attempts, explorations, and reflections from the Thought section, systematically present the "
-    "final solution that you deem correct. The solution should remain a logical, accurate, concise expression style "
-    "and detail necessary step needed to reach the conclusion, formatted as follows: <|begin_of_solution|> {final "
-    "formatted, precise, and clear solution} <|end_of_solution|> Now, try to solve the following question through "
-    "the above guidelines:"
-)
+BESPOKE_SYSTEM_PROMPT = R1_SYSTEM_PROMPT_LITERAL_NEWLINES  # the hub copies' byte variant (literal backslash-n)
 BOXED_PREFIX = "Return your final response within \\boxed{}. "
 
 

@@ -7,14 +7,12 @@ tiny model -> convert the samples -> render the recipe -> train -> merge (verifi
 from __future__ import annotations
 
 import argparse
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from r1sft.errors import R1sftError
 from r1sft.paths import REPO_ROOT
+from r1sft.steps import run_step
 from r1sft.yamlio import load_yaml
 
 DEMO_PRESET = "tiny-qwen3"
@@ -22,27 +20,18 @@ DEMO_METHOD = "lora"
 DEMO_QUESTION = "What is 12 + 7? Think step by step."
 
 
-def _step(title: str, argv: list[str]) -> None:
-    print(f"\n==> {title}\n$ {shlex.join(argv)}", flush=True)
-    started = time.monotonic()
-    code = subprocess.call(argv, cwd=REPO_ROOT)
-    if code != 0:
-        raise R1sftError(f"demo step failed ({title}): `{shlex.join(argv)}` exited with {code}")
-    print(f"    ({time.monotonic() - started:.0f} s)", flush=True)
-
-
 def run_demo(preset: str = DEMO_PRESET, method: str = DEMO_METHOD, question: str = DEMO_QUESTION) -> dict[str, Path]:
     r1sft = [sys.executable, "-m", "r1sft.cli"]
     train_recipe = Path("recipes") / preset / f"{method}_sft.yaml"
     merge_recipe = Path("recipes") / preset / f"{method}_merge.yaml"
-    _step("build the tiny model (cached after the first run)", [*r1sft, "tiny-model", "--preset", preset])
-    _step("convert the bundled Bespoke-Stratos and Magpie samples", [*r1sft, "convert", "samples"])
-    _step("render the recipe", [*r1sft, "recipe", preset, "--method", method])
+    run_step("build the tiny model (cached after the first run)", [*r1sft, "tiny-model", "--preset", preset])
+    run_step("convert the bundled Bespoke-Stratos and Magpie samples", [*r1sft, "convert", "samples"])
+    run_step("render the recipe", [*r1sft, "recipe", preset, "--method", method])
     # A fresh run each time: the demo shows training, not resuming a finished run.
-    _step("train", ["bash", "run_sft.sh", str(train_recipe), "resume=false", "overwrite_output_dir=true"])
-    _step("merge the adapter and verify the merge", [*r1sft, "merge", str(merge_recipe)])
+    run_step("train", ["bash", "run_sft.sh", str(train_recipe), "resume=false", "overwrite_output_dir=true"])
+    run_step("merge the adapter and verify the merge", [*r1sft, "merge", str(merge_recipe)])
     merged = REPO_ROOT / load_yaml(REPO_ROOT / merge_recipe)["export_dir"]
-    _step("ask the merged model", [*r1sft, "generate", str(merged), question, "--max-new-tokens", "48"])
+    run_step("ask the merged model", [*r1sft, "generate", str(merged), question, "--max-new-tokens", "48"])
     adapter = REPO_ROOT / load_yaml(REPO_ROOT / train_recipe)["output_dir"]
     paths = {"adapter": adapter, "loss plot": adapter / "training_loss.png", "merged model": merged}
     print("\n==> done")

@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recipe.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any LLaMA-Factory argument, e.g. --set learning_rate=5e-5 (repeatable)")
     recipe.add_argument("--out-dir", type=Path, help="where <preset>/ folders go (default: recipes/)")
+    recipe.add_argument("--data-dir", type=Path, help="folder of the dataset_info.json to train from (default: data/)")
     recipe.add_argument("--print", dest="print_only", action="store_true", help="print the recipe, write nothing")
     recipe.add_argument("--list", action="store_true", help="list the model presets and exit")
     recipe.add_argument("--refresh-committed", action="store_true",
@@ -85,7 +86,7 @@ def run_recipe(args: argparse.Namespace) -> int:
             )
         ]
     for request in requests:
-        plan = plan_recipe(request)
+        plan = plan_recipe(request, data_dir=args.data_dir.resolve() if args.data_dir else None)
         files = render_recipe(plan)
         if args.print_only:
             for text in files.values():

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from r1sft import paths
 from r1sft.errors import R1sftError
 from r1sft.recipe.data import SAMPLE_DATASET
 from r1sft.recipe.plan import Plan, _display
+from r1sft.yamlio import atomic_write_text
 
 SFT_TEMPLATE = "sft.yaml.j2"
 MERGE_TEMPLATE = "merge.yaml.j2"
@@ -210,16 +209,6 @@ def _context(plan: Plan, sft_path: str, merge_path: str | None) -> dict[str, Any
 
 def write_files(files: dict[Path, str]) -> list[Path]:
     """Write each file atomically (temp file in the same folder, then os.replace)."""
-    written = []
     for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(path)
-    return written
+        atomic_write_text(path, text)
+    return list(files)
