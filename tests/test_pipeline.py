@@ -18,7 +18,8 @@ def test_demo_runs_the_whole_pipeline_and_prints_reply_and_paths():
     out = proc.stdout
     for step in ("convert", "render the recipe", "train", "merge", "ask the merged model"):
         assert f"==> {step}" in out or step in out
-    assert "merge verified" in out or "verified" in out
+    assert "max |logit difference| vs base + adapter" in out
+    assert "\nreply:    '" in out
     for name in ("adapter:", "loss plot:", "merged model:"):
         assert name in out
     assert "(missing!)" not in out

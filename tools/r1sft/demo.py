@@ -7,6 +7,7 @@ tiny model -> convert the samples -> render the recipe -> train -> merge (verifi
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -31,7 +32,12 @@ def run_demo(preset: str = DEMO_PRESET, method: str = DEMO_METHOD, question: str
     run_step("train", ["bash", "run_sft.sh", str(train_recipe), "resume=false", "overwrite_output_dir=true"])
     run_step("merge the adapter and verify the merge", [*r1sft, "merge", str(merge_recipe)])
     merged = REPO_ROOT / load_yaml(REPO_ROOT / merge_recipe)["export_dir"]
-    run_step("ask the merged model", [*r1sft, "generate", str(merged), question, "--max-new-tokens", "48"])
+    print(f"\n==> ask the merged model\n$ r1sft generate {shlex.quote(str(merged))} {shlex.quote(question)}", flush=True)
+    from r1sft.generate import reply
+
+    answer = reply(str(merged), question, max_new_tokens=48)
+    print(f"question: {question}\nreply:    {answer!r}\n(a tiny random-weight model after a few dozen steps: the reply "
+          "proves the pipeline, not the model; `make learn` trains one that reasons)", flush=True)
     adapter = REPO_ROOT / load_yaml(REPO_ROOT / train_recipe)["output_dir"]
     paths = {"adapter": adapter, "loss plot": adapter / "training_loss.png", "merged model": merged}
     print("\n==> done")
