@@ -173,8 +173,13 @@ def presets() -> dict[str, Preset]:
 
 
 def get_preset(name: str) -> Preset:
+    """A preset by name (any case) or by its hub id (``Qwen/Qwen3-8B`` -> ``qwen3-8b``)."""
     table = presets()
     if name not in table:
+        lowered = name.lower()
+        for key, preset in table.items():
+            if lowered == key or (preset.hub_id and lowered == preset.hub_id.lower()):
+                return preset
         import difflib
 
         close = difflib.get_close_matches(name, list(table), n=1)
