@@ -6,19 +6,15 @@ import argparse
 
 
 def reply(model_dir: str, question: str, max_new_tokens: int = 128, system: str | None = None) -> str:
-    """Greedy reply of ``model_dir`` to ``question``, decoded with special tokens removed."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Greedy reply of ``model_dir`` to ``question`` (``r1sft eval``'s generation path, one prompt, no progress bar)."""
+    from r1sft.evaluate.generate import SamplingSettings, build_prompts, generate, load_tokenizer, stop_token_ids
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
-    with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    tokenizer = load_tokenizer(model_dir)
+    prompts = build_prompts(tokenizer, [question], system=system, model=model_dir)
+    settings = SamplingSettings(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+    [[generation]] = generate(model_dir, tokenizer, prompts, settings, backend="hf",
+                              stop_ids=stop_token_ids(tokenizer, model_dir), progress=False)
+    return generation.text
 
 
 def _run(args: argparse.Namespace) -> int:
