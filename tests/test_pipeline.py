@@ -52,3 +52,15 @@ def test_merged_model_matches_base_plus_adapter(tmp_path):
     assert diff < 1e-4
     # The adapter really changed the model: otherwise "same logits" would prove nothing.
     assert merged_logit_difference(str(base), str(out), str(base)) > 1e-3
+
+
+def test_make_recipe_then_run_sft_trains_a_tiny_preset():
+    """The user flow verbatim: `make recipe MODEL=...` then `bash run_sft.sh recipes/...`."""
+    run_cli(R1SFT, "convert", "samples")
+    run_cli("make", "--no-print-directory", "recipe", "MODEL=tiny-qwen2.5", "METHOD=dora", "learning_rate=5e-3")
+    recipe = REPO_ROOT / "recipes/tiny-qwen2.5/dora_sft.yaml"
+    config = yaml.safe_load(recipe.read_text())
+    assert config["use_dora"] is True and config["learning_rate"] == 5e-3 and config["template"] == "qwen"
+    proc = run_cli("bash", "run_sft.sh", "recipes/tiny-qwen2.5/dora_sft.yaml", "max_steps=2", "resume=false")
+    assert "training exited with 0" in proc.stdout
+    assert (REPO_ROOT / config["output_dir"] / "adapter_model.safetensors").is_file()
