@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 from r1sft.errors import R1sftError
 from r1sft.paths import REPO_ROOT
-from r1sft.steps import run_step
+from r1sft.steps import R1SFT, run_step
 from r1sft.yamlio import load_yaml
 
 DEMO_PRESET = "tiny-qwen3"
@@ -22,7 +21,7 @@ DEMO_QUESTION = "What is 12 + 7? Think step by step."
 
 
 def run_demo(preset: str = DEMO_PRESET, method: str = DEMO_METHOD, question: str = DEMO_QUESTION) -> dict[str, Path]:
-    r1sft = [sys.executable, "-m", "r1sft.cli"]
+    r1sft = R1SFT
     train_recipe = Path("recipes") / preset / f"{method}_sft.yaml"
     merge_recipe = Path("recipes") / preset / f"{method}_merge.yaml"
     run_step("build the tiny model (cached after the first run)", [*r1sft, "tiny-model", "--preset", preset])

@@ -21,7 +21,7 @@ import yaml
 
 from r1sft.errors import R1sftError
 from r1sft.paths import REPO_ROOT
-from r1sft.yamlio import atomic_write_text, load_yaml, parse_scalar
+from r1sft.yamlio import atomic_write_text, load_yaml, parse_assignments
 
 DEFAULT_MASTER_PORT = "29500"
 # Set for GPU runs unless the user set them: expandable segments cut the peak of long, variable-length R1 batches by
@@ -31,17 +31,15 @@ CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """``["max_steps=20", "learning_rate=2e-5"]`` -> typed dict; values are read as YAML scalars."""
-    overrides = {}
+    """``["max_steps=20", "learning_rate=2e-5"]`` -> typed dict (as ``--set``), refusing what torchrun would break."""
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key):
+        key, _, value = pair.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key.strip()):
             raise R1sftError(f"override {pair!r}: expected key=value (for example max_steps=100)")
         if any(ch.isspace() for ch in value):
             raise R1sftError(f"override {pair!r}: values cannot contain spaces (LLaMA-Factory's launcher splits "
                              "its arguments on spaces); edit the recipe instead")
-        overrides[key] = parse_scalar(value)
-    return overrides
+    return parse_assignments(pairs, "override")
 
 
 def newest_checkpoint(output_dir: Path) -> Path | None:

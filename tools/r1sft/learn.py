@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from pathlib import Path
 
 from r1sft.paths import CACHE_DIR, REPO_ROOT
-from r1sft.steps import run_step
+from r1sft.steps import R1SFT, run_step
 from r1sft.yamlio import load_yaml
 
 TASK_NAME = "learn_add3"
@@ -75,7 +74,7 @@ def write_task(folder: Path, train_size: int, test_size: int, seed: int) -> tupl
 
 def run_learn(args: argparse.Namespace) -> dict:
     work = CACHE_DIR / "learn"
-    r1sft = [sys.executable, "-m", "r1sft.cli"]
+    r1sft = R1SFT
     train_file, heldout = write_task(work, args.train_size, args.test_size, args.seed)
     base = work / "base-qwen3"
     run_step("build a small Qwen3-architecture model (random weights)",

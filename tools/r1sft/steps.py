@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
 import time
 
 from r1sft.errors import R1sftError
 from r1sft.paths import REPO_ROOT
+
+# The r1sft command as a walkthrough runs it: this interpreter, so it works before the console script is on PATH.
+R1SFT = [sys.executable, "-m", "r1sft.cli"]
 
 
 def run_step(title: str, argv: list[str]) -> None:

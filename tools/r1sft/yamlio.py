@@ -66,3 +66,21 @@ def parse_scalar(text: str):
     if isinstance(value, bool) and stripped.lower() not in ("true", "false"):
         return text
     return value
+
+
+def parse_assignments(items: list[str], what: str) -> dict:
+    """``["max_steps=20", "learning_rate=2e-5"]`` -> ``{"max_steps": 20, "learning_rate": 2e-05}``.
+
+    ``what`` names the option in errors (``--set``, ``override``). Values are single scalars (``parse_scalar``).
+    """
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise R1sftError(f"{what} {item!r}: expected KEY=VALUE (for example max_steps=100)")
+        value = parse_scalar(text)
+        if isinstance(value, (dict, list)):
+            raise R1sftError(f"{what} {key}: expected a single value, got {type(value).__name__}")
+        out[key] = value
+    return out

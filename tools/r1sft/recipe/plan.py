@@ -131,19 +131,9 @@ def _display(path: Path) -> Path:
 
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings to a dict, values read as YAML scalars (``true``, ``64``, ``1e-4``, text)."""
-    from r1sft.yamlio import parse_scalar
+    from r1sft.yamlio import parse_assignments
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise R1sftError(f"--set {item!r}: expected KEY=VALUE")
-        value = parse_scalar(text)
-        if isinstance(value, (dict, list)):
-            raise R1sftError(f"--set {key}: expected a single value, got {type(value).__name__}")
-        out[key] = value
-    return out
+    return parse_assignments(items, "--set")
 
 
 def _ensure_tiny(preset: Preset, warnings: list[str]) -> Path | None:
