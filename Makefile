@@ -25,6 +25,7 @@ NODES ?=
 GPU_MEM ?=
 CUTOFF ?=
 GLOBAL_BATCH ?=
+PACKING ?=
 DEEPSPEED ?=
 DATASET ?=
 THINK ?=
@@ -34,7 +35,7 @@ SET ?=
 RECIPE ?= recipes/tiny-qwen3/lora_sft.yaml
 # `make recipe MODEL=qwen3-8b learning_rate=2e-5 num_train_epochs=5`: command-line variables that are not r1sft's own
 # are passed on as recipe keys (--set key=value).
-OWN_VARS := MODEL METHOD TEMPLATE GPUS NODES GPU_MEM CUTOFF GLOBAL_BATCH DEEPSPEED DATASET THINK SET RECIPE TORCH PYTHON \
+OWN_VARS := MODEL METHOD TEMPLATE GPUS NODES GPU_MEM CUTOFF GLOBAL_BATCH PACKING DEEPSPEED DATASET THINK SET RECIPE TORCH PYTHON \
   SOURCE INPUT OUTPUT ARGS MODEL_PATH DATA EVAL_ARGS
 EXTRA_SETS := $(foreach kv,$(MAKEOVERRIDES),$(if $(filter $(firstword $(subst =, ,$(kv))),$(OWN_VARS)),,$(kv)))
 
@@ -67,7 +68,7 @@ recipe: setup ## render recipes/<MODEL>/<METHOD>_sft.yaml (+ _merge.yaml); see R
 	  $(if $(GPU_MEM),--gpu-mem "$(GPU_MEM)") $(if $(CUTOFF),--cutoff "$(CUTOFF)") \
 	  $(if $(GLOBAL_BATCH),--global-batch "$(GLOBAL_BATCH)") $(if $(DEEPSPEED),--deepspeed "$(DEEPSPEED)") \
 	  $(if $(THINK),--think "$(THINK)") $(if $(TEMPLATE),--template "$(TEMPLATE)") \
-	  $(if $(MODEL_PATH),--model-path "$(MODEL_PATH)") $(foreach kv,$(SET) $(EXTRA_SETS),--set "$(kv)")
+	  $(if $(MODEL_PATH),--model-path "$(MODEL_PATH)") $(if $(filter 1 yes true on,$(PACKING)),--packing) $(foreach kv,$(SET) $(EXTRA_SETS),--set "$(kv)")
 
 recipes: setup ## re-render the committed headline recipes
 	$(R1SFT) recipe --refresh-committed

@@ -239,6 +239,20 @@ VARIANTS = {
     "nogc_neat_packing": lambda ctx: _variant(
         "nogc_neat_packing", ctx, "+ neat_packing (4D block mask, sdpa); packs, not samples, per step",
         env=EXPANDABLE, packed=True, disable_gradient_checkpointing=True, packing=True, neat_packing=True),
+    "nogc_bf16_kahan": lambda ctx: _variant(
+        "nogc_bf16_kahan", ctx, "+ pure_bf16 with Kahan-summed StableAdamW (torch-optimi)", env=EXPANDABLE,
+        disable_gradient_checkpointing=True, pure_bf16=True, optim="stable_adamw"),
+    "nogc_neat_varlen": lambda ctx: _variant(
+        "nogc_neat_varlen", ctx, "+ neat_packing through r1sft.packed_attention (varlen)",
+        env={**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}, packed=True, disable_gradient_checkpointing=True,
+        packing=True, neat_packing=True),
+    "nogc_neat_varlen_kahan": lambda ctx: _variant(
+        "nogc_neat_varlen_kahan", ctx, "+ neat_packing (varlen) + pure_bf16 + Kahan StableAdamW",
+        env={**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}, packed=True, disable_gradient_checkpointing=True,
+        packing=True, neat_packing=True, pure_bf16=True, optim="stable_adamw"),
+    "gc_neat_varlen": lambda ctx: _variant(
+        "gc_neat_varlen", ctx, "checkpointing + neat_packing through r1sft.packed_attention (varlen)",
+        env={**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}, packed=True, packing=True, neat_packing=True),
     "nogc_compile": lambda ctx: _variant(
         "nogc_compile", ctx, "+ torch_compile (regional, dynamic shapes)",
         env={**EXPANDABLE, "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION": "1", "ACCELERATE_DYNAMO_USE_DYNAMIC": "1"},
@@ -266,6 +280,35 @@ VARIANTS = {
                                                    "planned, no liger, lora_dropout 0, + env",
                                                    enable_liger_kernel=False, lora_dropout=0.0),
 }
+
+
+VARLEN_ENV = {**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}
+
+
+def _packed_accumulation(ctx: Context) -> int:
+    """Packs per optimizer step that hold about the case's samples per step (synthetic mean ~4.7k tokens)."""
+    wanted = max(1, round(ctx.case.samples_per_step * 4700 / ctx.case.cutoff))
+    return max(d for d in range(1, ctx.case.samples_per_step + 1) if ctx.case.samples_per_step % d == 0 and d <= wanted)
+
+
+def planned_packed(ctx: Context, name: str, **overrides) -> Arm:
+    """The planner's recipe with neat packing through r1sft.packed_attention (and ``overrides``)."""
+    sets = {"packing": True, "neat_packing": True, "gradient_accumulation_steps": _packed_accumulation(ctx),
+            **overrides}
+    arm = planned(ctx, name, {} if ctx.cpu else VARLEN_ENV, "planned + neat_packing (varlen)", **sets)
+    arm.packed = True
+    return arm
+
+
+VARIANTS.update({
+    "planned_neat_varlen": lambda ctx: planned_packed(ctx, "planned_neat_varlen"),
+    "planned_neat_varlen_nogc": lambda ctx: planned_packed(ctx, "planned_neat_varlen_nogc",
+                                                           disable_gradient_checkpointing=True),
+    "planned_neat_varlen_kahan": lambda ctx: planned_packed(ctx, "planned_neat_varlen_kahan", pure_bf16=True,
+                                                            optim="stable_adamw"),
+    "planned_kahan": lambda ctx: planned(ctx, "planned_kahan", None, "planned + pure_bf16 + Kahan StableAdamW",
+                                         pure_bf16=True, optim="stable_adamw"),
+})
 
 
 def _nods_noliger(ctx: Context) -> Arm:

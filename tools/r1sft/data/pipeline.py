@@ -388,6 +388,9 @@ class _Conversion:
         if opts.max_tokens:
             meta["max_tokens"] = opts.max_tokens
             meta["tokenizer"] = _portable(opts.tokenizer)
+        mean = (self.stats.tokens or {}).get("mean")
+        if mean:  # measured with the tokenizer: what `r1sft recipe --packing` sizes its packs from
+            meta["mean_tokens"] = mean
         return sharegpt_entry(self.output.name, meta)
 
 

@@ -200,7 +200,25 @@ def _check_deepspeed(recipe: _Recipe, root: Path) -> bool:
     return True
 
 
+def _check_packing(recipe: _Recipe, header: dict, packs: int, global_batch: int, ranks: int) -> None:
+    """Packed recipes count packs per step: packs x samples per pack should land near the global batch."""
+    try:
+        per_pack = float(header.get("samples_per_pack", "nan"))
+    except ValueError:
+        per_pack = float("nan")
+    if per_pack != per_pack:  # not planned by r1sft --packing: nothing to compare with
+        return
+    samples = packs * per_pack
+    # accumulation is rounded per rank, and never below one pack
+    if packs > ranks and abs(samples - global_batch) > ranks * per_pack / 2 + 1e-6:
+        recipe.problem(f"{packs} packs per step x ~{per_pack:g} samples = ~{samples:.0f} samples, far from the "
+                       f"header's global batch {global_batch}")
+
+
 def _check_batch(recipe: _Recipe) -> None:
+    if recipe.args.get("packing") and not recipe.args.get("neat_packing"):
+        recipe.problem("packing: true without neat_packing: true lets packed samples attend to each other "
+                       "(cross-sample contamination); set neat_packing: true")
     header = recipe.header
     if "global_batch" not in header:
         return
@@ -215,7 +233,9 @@ def _check_batch(recipe: _Recipe) -> None:
         return  # the type check reports it
     ranks = max(1, gpus) * nodes
     total = pdb * ga * ranks
-    if total != global_batch:
+    if recipe.args.get("packing"):
+        _check_packing(recipe, header, total, global_batch, ranks)
+    elif total != global_batch:
         where = "1 CPU process" if gpus == 0 else f"{gpus} GPUs x {nodes} node{'s' if nodes > 1 else ''}"
         recipe.problem(
             f"per_device_train_batch_size {pdb} x gradient_accumulation_steps {ga} x {where} = {total}, "

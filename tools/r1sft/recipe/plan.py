@@ -30,6 +30,12 @@ METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA", "full": "full"
 # --set keys the planner treats as inputs rather than as plain values.
 PLANNED_SET_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "disable_gradient_checkpointing",
                     "enable_liger_kernel")
+# Samples per pack when the data's mean length is unknown (converted without --tokenizer): R1-style traces
+# average ~4k tokens (Bespoke-Stratos, OpenThoughts); the bench's synthetic data is log-normal around that.
+ASSUMED_MEAN_TOKENS = 4000
+# LLaMA-Factory's greedy knapsack fills packs to ~97% of cutoff_len on R1-length data (bench: 5.7 documents of
+# mean 2.8k in 16k packs); the estimate of samples per pack uses it.
+PACK_FILL = 0.97
 
 
 @dataclass
@@ -48,6 +54,7 @@ class RecipeRequest:
     think: str | None = None  # "on" / "off" (Qwen3 only)
     template: str | None = None
     model_path: str | None = None
+    packing: bool = False  # neat packing: several samples per cutoff-long row, kept apart by the attention mask
     overrides: dict[str, Any] = field(default_factory=dict)
     out_dir: Path | None = None
 
@@ -75,6 +82,7 @@ class Plan:
     gradient_checkpointing: bool
     liger: bool
     memory: MemoryEstimate
+    samples_per_pack: float | None  # None: not packed
     train: dict[str, Any]
     extra_keys: list[str]  # --set keys the templates do not place: rendered at the end of their section
     merge: dict[str, Any] | None
@@ -109,11 +117,19 @@ class Plan:
             line += f"; host RAM for offload ~{self.memory.host / GIB:.0f} GiB per node"
         return line
 
+    @property
+    def batch_line(self) -> str:
+        line = f"{self.per_device} per device x GA {self.grad_accum} x {self.world}"
+        if self.samples_per_pack is None:
+            return f"{line} = {self.global_batch}"
+        packs = self.per_device * self.grad_accum * self.world
+        return (f"{line} = {packs} packs x ~{self.samples_per_pack:.1f} samples = "
+                f"~{packs * self.samples_per_pack:.0f} samples (global batch {self.global_batch})")
+
     def summary(self) -> str:
         """What the planner decided, with one line of why for each choice (printed by ``r1sft recipe``)."""
         lines = [
-            f"{self.preset.name} {METHOD_NAMES[self.method]} SFT on {self.hardware}: "
-            f"{self.per_device} per device x GA {self.grad_accum} x {self.world} = {self.global_batch}",
+            f"{self.preset.name} {METHOD_NAMES[self.method]} SFT on {self.hardware}: {self.batch_line}",
             f"  memory estimate: {self.memory_line}",
         ]
         lines += [f"  - {reason}" for reason in self.reasons]
@@ -146,6 +162,24 @@ def _ensure_tiny(preset: Preset, warnings: list[str]) -> Path | None:
         warnings.append(f"r1sft.tiny is not installed: build {preset.model_path} before training")
         return None
     return Path(ensure_tiny_model(preset.name))
+
+
+def _mean_tokens(datasets: list[str], data_dir: Path) -> tuple[float, str]:
+    """Mean templated tokens per sample over ``datasets`` (row-weighted), from r1sft's registration, and where the
+    number comes from; ASSUMED_MEAN_TOKENS where the data was converted without a tokenizer."""
+    from r1sft.recipe.data import load_dataset_info
+
+    info = load_dataset_info(data_dir) or {}
+    rows = total = 0.0
+    for name in datasets:
+        meta = (info.get(name) or {}).get("r1sft") or {}
+        mean, count = meta.get("mean_tokens"), meta.get("rows")
+        if not (isinstance(mean, (int, float)) and mean > 0 and isinstance(count, int) and count > 0):
+            return float(ASSUMED_MEAN_TOKENS), f"assumed mean of {ASSUMED_MEAN_TOKENS} tokens per sample"
+        rows += count
+        total += mean * count
+    mean = total / rows
+    return mean, f"measured mean of {mean:,.0f} tokens per sample"
 
 
 def _local_folder(model_path: str) -> Path | None:
@@ -297,6 +331,14 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     else:
         cap = max(1, MICROBATCH_TOKENS["cpu" if cpu else "gpu"] // cutoff)
         pdb_options = [d for d in _divisors_desc(per_rank) if d <= cap] or [1]
+    samples_per_pack = None
+    if request.packing:
+        if fixed_pdb is not None or fixed_ga is not None:
+            raise R1sftError("--packing plans the per-device batch (1 pack) and the accumulation (packs per step) "
+                             "itself: drop per_device_train_batch_size / gradient_accumulation_steps from --set")
+        mean_tokens, source = _mean_tokens(datasets, data_dir)
+        samples_per_pack = max(1.0, min(cutoff * PACK_FILL / mean_tokens, float(per_rank)))
+        pdb_options = [1]
 
     gc_override = overrides.pop("disable_gradient_checkpointing", None)
     gc_options = [False, True] if gc_override is None else [not bool(gc_override)]
@@ -377,7 +419,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
             f"DEEPSPEED={ds_request}: estimated {_fmt_gib(best[3].peak)} per GPU exceeds {limit}: expect out-of-memory"
         )
     ds, gc, pdb, est = chosen
-    ga = per_rank // pdb
+    ga = per_rank // pdb if samples_per_pack is None else max(1, round(per_rank / samples_per_pack))
 
     # ---- reasons for the hardware choices ----------------------------------------------------------------
     first = tried[0][3]
@@ -445,12 +487,26 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     pdb_why = f"{pdb} x {cutoff} = {pdb * cutoff} tokens per micro-batch"
     if len(pdb_options) == 1 and (fixed_pdb is not None or fixed_ga is not None):
         pdb_why += " (set on the command line)"
-    why["per_device_train_batch_size"] = pdb_why
     per = f"{pdb} per device x GA {ga} x {max(1, gpus)} {'GPUs' if gpus > 1 else 'GPU' if gpus == 1 else 'process'}"
     if nodes > 1:
         per += f" x {nodes} nodes"
-    why["gradient_accumulation_steps"] = f"{per} = {global_batch} (global batch)"
-    reasons.append(f"batch: {per} = {global_batch}; {pdb_why}")
+    if samples_per_pack is None:
+        why["per_device_train_batch_size"] = pdb_why
+        why["gradient_accumulation_steps"] = f"{per} = {global_batch} (global batch)"
+        reasons.append(f"batch: {per} = {global_batch}; {pdb_why}")
+    else:
+        packs = pdb * ga * world
+        why["per_device_train_batch_size"] = f"1 pack of up to {cutoff} tokens holding ~{samples_per_pack:.1f} samples"
+        why["gradient_accumulation_steps"] = (f"{per} = {packs} packs = ~{packs * samples_per_pack:.0f} samples "
+                                              f"(global batch {global_batch})")
+        why["packing"] = f"~{samples_per_pack:.1f} samples per {cutoff}-token pack ({source})"
+        why["neat_packing"] = "packed samples never attend to each other (r1sft train: varlen attention, no dense mask)"
+        reasons.append(f"batch: {per} = {packs} packs of ~{samples_per_pack:.1f} samples = "
+                       f"~{packs * samples_per_pack:.0f} per step, for a global batch of {global_batch}")
+        reasons.append(f"neat packing: {source}"
+                       + (" (dataset_info.json r1sft.mean_tokens)" if source.startswith("measured") else
+                          ": convert with --tokenizer to measure it")
+                       + f"; each micro-batch is one {cutoff}-token pack, its samples kept apart by varlen attention")
 
     # ---- the values --------------------------------------------------------------------------------------
     method_dir = f"saves/{preset.name}/{method}"
@@ -490,6 +546,9 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     if template == "qwen3":
         train["enable_thinking"] = True
     train["cutoff_len"] = cutoff
+    if samples_per_pack is not None:
+        train["packing"] = True
+        train["neat_packing"] = True
     if not cpu:
         train["tokenized_path"] = f".cache/tokenized/{preset.name}-{template}-{'+'.join(datasets)}-{cutoff}"
     train["preprocessing_num_workers"] = 1 if cpu else 16
@@ -607,6 +666,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         gradient_checkpointing=gc,
         liger=liger,
         memory=est,
+        samples_per_pack=samples_per_pack,
         train=train,
         extra_keys=extra_keys,
         merge=merge,
@@ -651,6 +711,9 @@ def _commands(request: RecipeRequest, preset: str, method: str, gpus: int) -> tu
     if request.deepspeed != "auto":
         cli.append(f"--deepspeed {request.deepspeed}")
         make.append(f"DEEPSPEED={request.deepspeed}")
+    if request.packing:
+        cli.append("--packing")
+        make.append("PACKING=1")
     if request.overrides:
         pairs = [f"{key}={_set_text(value)}" for key, value in request.overrides.items()]
         cli += [f"--set {pair}" for pair in pairs]

@@ -187,6 +187,8 @@ def _context(plan: Plan, sft_path: str, merge_path: str | None) -> dict[str, Any
         f"preset={preset.name} method={plan.method} gpus={plan.gpus} nodes={plan.nodes} "
         f"gpu_mem={plan.gpu_mem:g} global_batch={plan.global_batch}"
     )
+    if plan.samples_per_pack is not None:
+        machine += f" samples_per_pack={plan.samples_per_pack:.2f}"
     return {
         "title": f"{method} SFT of {model} with LLaMA-Factory 0.9.5",
         "preset": preset,

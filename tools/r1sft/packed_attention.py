@@ -1,0 +1,162 @@
+"""Document-separated attention for LLaMA-Factory's ``neat_packing`` without a dense O(L²) mask.
+
+LLaMA-Factory 0.9.5 keeps packed documents from attending to each other (``neat_packing: true``) in one of two
+ways: with the flash-attn package, varlen FlashAttention-2 over the documents; without it (``flash_attn: sdpa``,
+the only choice where flash-attn cannot be installed) a 4D block-diagonal mask that SDPA applies densely, so a
+16k-token pack of four documents costs 16k² of attention instead of the sum of the four squares. PyTorch 2.10+
+ships FlashAttention-2's varlen kernel itself (``torch.nn.attention.varlen.varlen_attn``).
+
+``install()`` registers, through transformers' public ``AttentionInterface``, an ``sdpa`` that recognises that
+block-diagonal causal mask, recovers the document boundaries from it (once per forward, checked against the whole
+mask), and runs the varlen kernel over the documents. Every other call (no mask, a mask of another shape,
+dropout, generation) goes to transformers' own ``sdpa`` unchanged, so what is trained is exactly what LLaMA-Factory
+trains without it: the same documents, the same mask, only a kernel that skips the masked blocks.
+
+``r1sft train`` turns it on for recipes with ``neat_packing: true`` (``R1SFT_PACKED_ATTENTION=varlen``, read by
+``r1sft/_hooks/sitecustomize.py`` in every process the launch starts); ``R1SFT_PACKED_ATTENTION=off`` keeps
+LLaMA-Factory's dense path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+ENV_VAR = "R1SFT_PACKED_ATTENTION"
+ROW_CHUNK = 2048  # rows of the mask checked at a time: bounds the check's temporaries to ROW_CHUNK x L booleans
+
+log = logging.getLogger("r1sft.packed_attention")
+_state: dict[str, Any] = {"original": None, "mask": None, "segments": None, "calls": 0, "fallbacks": 0}
+
+
+def enabled_by_env() -> bool:
+    return os.environ.get(ENV_VAR, "").strip().lower() == "varlen"
+
+
+def install() -> bool:
+    """Register the packed-aware ``sdpa`` (idempotent). Returns False where this torch has no varlen kernel."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401 - availability check
+    except ImportError:
+        log.warning("r1sft: torch has no torch.nn.attention.varlen (needs torch >= 2.10); keeping dense sdpa")
+        return False
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import AttentionInterface
+
+    if _state["original"] is None:
+        _state["original"] = sdpa_attention_forward
+        AttentionInterface.register("sdpa", packed_sdpa_attention_forward)
+        log.info("r1sft: packed documents attend through varlen attention (%s=varlen)", ENV_VAR)
+    return True
+
+
+def uninstall() -> None:
+    """Give ``sdpa`` back to transformers (for tests)."""
+    from transformers.modeling_utils import AttentionInterface
+
+    if _state["original"] is not None:
+        AttentionInterface.register("sdpa", _state["original"])
+    _state.update(original=None, mask=None, segments=None)
+
+
+def stats() -> dict[str, int]:
+    """How many attention calls took the varlen path and how many masks were not block-diagonal (fell back)."""
+    return {"varlen_calls": _state["calls"], "fallbacks": _state["fallbacks"]}
+
+
+def report() -> None:
+    """One line on stderr at exit: how the packed batches were attended (only where any were)."""
+    import sys
+
+    counts = stats()
+    if counts["varlen_calls"] or counts["fallbacks"]:
+        print(f"r1sft: packed attention: {counts['varlen_calls']} varlen calls, {counts['fallbacks']} masks that were "
+              "not block-diagonal went to dense sdpa", file=sys.stderr)
+
+
+def document_segments(mask):
+    """Document boundaries of a block-diagonal causal 4D mask, or None when ``mask`` is anything else.
+
+    ``mask``: (batch, 1, L, L), additive float (0 = attend, as LLaMA-Factory's ``prepare_4d_attention_mask``
+    writes it) or boolean (True = attend). Returns ``(cu_seqlens, max_len)`` over the flattened batch: int32
+    offsets of every document, with each run of padding (a token that attends to nothing) as one segment of its
+    own, and the longest segment. The whole mask is compared with the one these boundaries imply.
+    """
+    import torch
+
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-1] != mask.shape[-2]:
+        return None
+    allowed = mask[:, 0] if mask.dtype == torch.bool else mask[:, 0] == 0
+    batch, length = allowed.shape[0], allowed.shape[-1]
+    valid = allowed.diagonal(dim1=-2, dim2=-1)  # a padding token attends to nothing, not even itself
+    joined = torch.zeros_like(valid)  # token i continues the document of token i-1
+    joined[:, 1:] = allowed.diagonal(offset=-1, dim1=-2, dim2=-1) & valid[:, 1:] & valid[:, :-1]
+    padding_run = torch.zeros_like(valid)
+    padding_run[:, 1:] = ~valid[:, 1:] & ~valid[:, :-1]
+    starts = ~(joined | padding_run)
+    starts[:, 0] = True
+    segment = starts.flatten().cumsum(0).view(batch, length)
+
+    positions = torch.arange(length, device=mask.device)
+    for row in range(0, length, ROW_CHUNK):
+        rows = slice(row, min(row + ROW_CHUNK, length))
+        expected = (segment[:, rows, None] == segment[:, None, :]) & (positions[None, rows, None]
+                                                                     >= positions[None, None, :])
+        expected &= valid[:, rows, None] & valid[:, None, :]
+        if not torch.equal(expected, allowed[:, rows]):
+            return None
+
+    offsets = torch.nonzero(starts.flatten(), as_tuple=False).flatten()
+    total = torch.tensor([batch * length], device=mask.device)
+    cu_seqlens = torch.cat([offsets, total]).to(torch.int32)
+    max_len = int((cu_seqlens[1:] - cu_seqlens[:-1]).max().item())
+    return cu_seqlens, max_len
+
+
+def _cached_segments(mask):
+    if _state["mask"] is not mask:  # one mask per forward, shared by every layer: compute once
+        _state["mask"], _state["segments"] = mask, document_segments(mask)
+    return _state["segments"]
+
+
+def _attend_reference(query, key, value, cu_seqlens, scaling):
+    """Per-document causal SDPA: what the varlen kernel computes, for devices without it (CPU tests)."""
+    import torch
+    import torch.nn.functional as F
+
+    outputs = []
+    bounds = cu_seqlens.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        q, k, v = (t[start:end].transpose(0, 1) for t in (query, key, value))  # (heads, T, d)
+        if k.shape[0] != q.shape[0]:
+            k = k.repeat_interleave(q.shape[0] // k.shape[0], dim=0)
+            v = v.repeat_interleave(q.shape[0] // v.shape[0], dim=0)
+        outputs.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling).transpose(0, 1))
+    return torch.cat(outputs, dim=0)
+
+
+def packed_sdpa_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
+                                  is_causal=None, **kwargs):
+    """transformers' ``sdpa`` signature: query (batch, heads, L, d); returns ((batch, L, heads, d), None)."""
+    original = _state["original"]
+    usable = (attention_mask is not None and attention_mask.ndim == 4 and dropout == 0.0
+              and query.shape[2] == key.shape[2] == attention_mask.shape[-1] and query.shape[2] > 1
+              and not kwargs.get("sliding_window"))
+    segments = _cached_segments(attention_mask) if usable else None
+    if segments is None:
+        if usable:
+            _state["fallbacks"] += 1
+        return original(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                        is_causal=is_causal, **kwargs)
+    cu_seqlens, max_len = segments
+    batch, heads, length, dim = query.shape
+    flat = [t.transpose(1, 2).reshape(batch * length, t.shape[1], dim) for t in (query, key, value)]
+    if query.is_cuda:
+        from torch.nn.attention.varlen import varlen_attn
+
+        out = varlen_attn(*flat, cu_seqlens, cu_seqlens, max_len, max_len, scale=scaling, window_size=(-1, 0))
+    else:
+        out = _attend_reference(*flat, cu_seqlens, scaling)
+    _state["calls"] += 1
+    return out.view(batch, length, heads, dim), None
