@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--case", default="all", help=f"comma-separated: {', '.join(CASES)} (default: all)")
-    parser.add_argument("--arms", default="baseline,planned",
+    parser.add_argument("--arms", default="baseline,planned,planned_packing",
                         help="comma-separated: baseline, planned, or exploration variants "
                              f"({', '.join(arms_mod.VARIANTS)})")
     parser.add_argument("--steps", help="measured window START-END of optimizer steps (default: per case, "

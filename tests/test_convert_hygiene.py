@@ -93,6 +93,9 @@ def test_max_tokens_drops_long_rows_and_reports_lengths(tmp_path, tiny_model):
         exact.append(len(tokenizer(tokenizer.apply_chat_template(messages, tokenize=False),
                                    add_special_tokens=False)["input_ids"]))
     assert abs(max(exact) - tokens["max"]) <= 6
+    # the mean is registered for `r1sft recipe --packing` (samples per pack)
+    meta = json.loads(out.with_name("dataset_info.json").read_text())["t"]["r1sft"]
+    assert meta["mean_tokens"] == tokens["mean"] and abs(meta["mean_tokens"] - sum(exact) / len(exact)) <= 6
 
 
 def test_limit_first_n_and_seeded_sample(tmp_path):

@@ -118,7 +118,7 @@ def launcher_env() -> dict[str, str]:
 
 
 def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: str = "", deepspeed: str = "auto",
-            **overrides) -> Arm:
+            packing: bool = False, **overrides) -> Arm:
     """The recipe ``r1sft recipe`` writes for this case (``overrides``: its --set values), run the way run_sft.sh
     runs it (with the launcher's environment, unless ``env`` is given)."""
     from r1sft.recipe import RecipeRequest, plan_recipe
@@ -127,7 +127,7 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
     request = RecipeRequest(model=case.preset, method=case.method, datasets=[ctx.dataset],
                             gpus=0 if ctx.cpu else 1, gpu_mem=ctx.gpu_mem_gib, cutoff=case.cutoff,
                             global_batch=case.samples_per_step, model_path=str(ctx.model_dir),
-                            deepspeed=deepspeed, overrides=dict(overrides))
+                            deepspeed=deepspeed, packing=packing, overrides=dict(overrides))
     plan = plan_recipe(request, data_dir=ctx.data_dir, build_tiny=False)
     config = dict(plan.train)
     config["model_name_or_path"] = str(ctx.model_dir)
@@ -135,8 +135,10 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
     if ctx.cpu:
         env = {}
     sets = " ".join(f"{k}={v}" for k, v in overrides.items())
+    if config.get("neat_packing") and not ctx.cpu:
+        env = {**env, "R1SFT_PACKED_ATTENTION": "varlen"}  # what r1sft.launch adds for packed recipes
     arm = Arm(name, config, env=env, note=note or ("r1sft plan_recipe: " + plan.make_command),
-              plan_summary=plan.summary(), memory_estimate=plan.memory)
+              plan_summary=plan.summary(), memory_estimate=plan.memory, packed=packing)
     if overrides:
         arm.note = (note + "; " if note else "") + f"r1sft recipe ... --set {sets}"
         arm.memory_estimate = _estimate(ctx, config) or plan.memory
@@ -284,28 +286,14 @@ VARIANTS = {
 
 VARLEN_ENV = {**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}
 
-
-def _packed_accumulation(ctx: Context) -> int:
-    """Packs per optimizer step that hold about the case's samples per step (synthetic mean ~4.7k tokens)."""
-    wanted = max(1, round(ctx.case.samples_per_step * 4700 / ctx.case.cutoff))
-    return max(d for d in range(1, ctx.case.samples_per_step + 1) if ctx.case.samples_per_step % d == 0 and d <= wanted)
-
-
-def planned_packed(ctx: Context, name: str, **overrides) -> Arm:
-    """The planner's recipe with neat packing through r1sft.packed_attention (and ``overrides``)."""
-    sets = {"packing": True, "neat_packing": True, "gradient_accumulation_steps": _packed_accumulation(ctx),
-            **overrides}
-    arm = planned(ctx, name, {} if ctx.cpu else VARLEN_ENV, "planned + neat_packing (varlen)", **sets)
-    arm.packed = True
-    return arm
-
-
 VARIANTS.update({
-    "planned_neat_varlen": lambda ctx: planned_packed(ctx, "planned_neat_varlen"),
-    "planned_neat_varlen_nogc": lambda ctx: planned_packed(ctx, "planned_neat_varlen_nogc",
-                                                           disable_gradient_checkpointing=True),
-    "planned_neat_varlen_kahan": lambda ctx: planned_packed(ctx, "planned_neat_varlen_kahan", pure_bf16=True,
-                                                            optim="stable_adamw"),
+    # r1sft recipe --packing: the planner sizes packs per step from the data's mean length
+    "planned_packing": lambda ctx: planned(ctx, "planned_packing", packing=True),
+    "planned_packing_gc": lambda ctx: planned(ctx, "planned_packing_gc", packing=True,
+                                              disable_gradient_checkpointing=False),
+    "planned_packing_nodrop": lambda ctx: planned(ctx, "planned_packing_nodrop", packing=True, lora_dropout=0.0),
+    "planned_packing_kahan": lambda ctx: planned(ctx, "planned_packing_kahan", packing=True, pure_bf16=True,
+                                                 optim="stable_adamw"),
     "planned_kahan": lambda ctx: planned(ctx, "planned_kahan", None, "planned + pure_bf16 + Kahan StableAdamW",
                                          pure_bf16=True, optim="stable_adamw"),
 })

@@ -114,6 +114,9 @@ class SentencePool:
         return "".join(parts).lstrip(), n
 
 
+TEMPLATE_TOKENS = 20  # what the chat template adds to a conversation's content tokens, about
+
+
 def make_dataset(family: str, out_dir: Path, samples: int, median: int, sigma: float, max_tokens: int,
                  min_tokens: int, seed: int = 0, longest_at: int | None = None) -> dict:
     """Write ``r1sft_bench_<family>.jsonl`` + ``dataset_info.json`` (r1sft's converted format) into ``out_dir``.
@@ -157,15 +160,17 @@ def make_dataset(family: str, out_dir: Path, samples: int, median: int, sigma: f
         os.replace(tmp, file)
         stamp.write_text(json.dumps(meta))
         (out_dir / f"{name}.lengths.json").write_text(json.dumps(lengths))
+    lengths = json.loads((out_dir / f"{name}.lengths.json").read_text())
     info_path = out_dir / "dataset_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    # rows and mean_tokens as r1sft convert records them (the template adds ~20 tokens): --packing sizes packs by them
     info[name] = {"file_name": file.name, "formatting": "sharegpt",
                   "columns": {"messages": "conversations", "system": "system"},
-                  "r1sft": {"source": "synthetic (bench)", "think": "think", **meta}}
+                  "r1sft": {"source": "synthetic (bench)", "think": "think", **meta, "rows": len(lengths),
+                            "mean_tokens": round(sum(lengths) / len(lengths) + TEMPLATE_TOKENS, 1)}}
     tmp = info_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=2) + "\n")
     os.replace(tmp, info_path)
-    lengths = json.loads((out_dir / f"{name}.lengths.json").read_text())
     return {"dataset": name, "dataset_dir": str(out_dir), "file": str(file), "lengths": lengths}
 
 

@@ -497,11 +497,12 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     else:
         packs = pdb * ga * world
         why["per_device_train_batch_size"] = f"1 pack of up to {cutoff} tokens holding ~{samples_per_pack:.1f} samples"
-        why["gradient_accumulation_steps"] = (f"{per} = {packs} packs = ~{packs * samples_per_pack:.0f} samples "
+        why["gradient_accumulation_steps"] = (f"{per} = {packs} pack{'s' if packs > 1 else ''} = "
+                                              f"~{packs * samples_per_pack:.0f} samples "
                                               f"(global batch {global_batch})")
         why["packing"] = f"~{samples_per_pack:.1f} samples per {cutoff}-token pack ({source})"
         why["neat_packing"] = "packed samples never attend to each other (r1sft train: varlen attention, no dense mask)"
-        reasons.append(f"batch: {per} = {packs} packs of ~{samples_per_pack:.1f} samples = "
+        reasons.append(f"batch: {per} = {packs} pack{'s' if packs > 1 else ''} of ~{samples_per_pack:.1f} samples = "
                        f"~{packs * samples_per_pack:.0f} per step, for a global batch of {global_batch}")
         reasons.append(f"neat packing: {source}"
                        + (" (dataset_info.json r1sft.mean_tokens)" if source.startswith("measured") else
