@@ -39,6 +39,7 @@ EXPANDABLE = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
 # PyTorch prefers cuDNN attention on Hopper; TORCH_CUDNN_SDPA_PREFERRED=0 moves SDPA off it. Measured on the H100
 # (docs/performance.md): 3x slower steps without checkpointing, so r1sft leaves it alone. Kept to re-measure.
 FAST_ENV = {**EXPANDABLE, "TORCH_CUDNN_SDPA_PREFERRED": "0"}
+VARLEN_ENV = {**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}  # what r1sft.launch adds for neat_packing recipes
 
 
 @dataclass
@@ -136,7 +137,7 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
         env = {}
     sets = " ".join(f"{k}={v}" for k, v in overrides.items())
     if config.get("neat_packing") and not ctx.cpu:
-        env = {**env, "R1SFT_PACKED_ATTENTION": "varlen"}  # what r1sft.launch adds for packed recipes
+        env = {**env, "R1SFT_PACKED_ATTENTION": VARLEN_ENV["R1SFT_PACKED_ATTENTION"]}  # as r1sft.launch adds it
     arm = Arm(name, config, env=env, note=note or ("r1sft plan_recipe: " + plan.make_command),
               plan_summary=plan.summary(), memory_estimate=plan.memory, packed=packing)
     if overrides:
@@ -246,15 +247,14 @@ VARIANTS = {
         disable_gradient_checkpointing=True, pure_bf16=True, optim="stable_adamw"),
     "nogc_neat_varlen": lambda ctx: _variant(
         "nogc_neat_varlen", ctx, "+ neat_packing through r1sft.packed_attention (varlen)",
-        env={**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}, packed=True, disable_gradient_checkpointing=True,
-        packing=True, neat_packing=True),
+        env=VARLEN_ENV, packed=True, disable_gradient_checkpointing=True, packing=True, neat_packing=True),
     "nogc_neat_varlen_kahan": lambda ctx: _variant(
         "nogc_neat_varlen_kahan", ctx, "+ neat_packing (varlen) + pure_bf16 + Kahan StableAdamW",
-        env={**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}, packed=True, disable_gradient_checkpointing=True,
-        packing=True, neat_packing=True, pure_bf16=True, optim="stable_adamw"),
+        env=VARLEN_ENV, packed=True, disable_gradient_checkpointing=True, packing=True, neat_packing=True,
+        pure_bf16=True, optim="stable_adamw"),
     "gc_neat_varlen": lambda ctx: _variant(
         "gc_neat_varlen", ctx, "checkpointing + neat_packing through r1sft.packed_attention (varlen)",
-        env={**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}, packed=True, packing=True, neat_packing=True),
+        env=VARLEN_ENV, packed=True, packing=True, neat_packing=True),
     "nogc_compile": lambda ctx: _variant(
         "nogc_compile", ctx, "+ torch_compile (regional, dynamic shapes)",
         env={**EXPANDABLE, "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION": "1", "ACCELERATE_DYNAMO_USE_DYNAMIC": "1"},
@@ -283,8 +283,6 @@ VARIANTS = {
                                                    enable_liger_kernel=False, lora_dropout=0.0),
 }
 
-
-VARLEN_ENV = {**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}
 
 VARIANTS.update({
     # r1sft recipe --packing: the planner sizes packs per step from the data's mean length

@@ -238,9 +238,9 @@ def main() -> int:
 
     with open(args.config) as fh:
         config = yaml.safe_load(fh)
-    if os.environ.get("R1SFT_PACKED_ATTENTION", "").lower() == "varlen":  # what r1sft's launcher hook does
-        from r1sft import packed_attention
+    from r1sft import packed_attention
 
+    if packed_attention.enabled_by_env():  # what r1sft's launcher hook does
         packed_attention.install()
     callback = BenchCallback(args.start, args.end, args.profile_steps, args.result, {"t0": t0})
     run_exp(args=config, callbacks=[callback])

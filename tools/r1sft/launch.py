@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from r1sft import packed_attention
 from r1sft.errors import R1sftError
 from r1sft.paths import REPO_ROOT
 from r1sft.yamlio import atomic_write_text, load_yaml, parse_assignments
@@ -27,7 +28,6 @@ DEFAULT_MASTER_PORT = "29500"
 # Set for GPU runs unless the user set them: expandable segments cut the peak of long, variable-length R1 batches by
 # ~15 GiB on an H100 (Qwen2.5-1.5B full SFT at 16k, docs/performance.md) and made steps ~6% faster.
 PERFORMANCE_ENV = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
-PACKED_ATTENTION_ENV = "R1SFT_PACKED_ATTENTION"
 HOOKS_DIR = Path(__file__).resolve().parent / "_hooks"  # its sitecustomize.py installs r1sft.packed_attention
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -87,8 +87,8 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None) -> d
     if config.get("neat_packing"):
         # LLaMA-Factory keeps packed samples apart with a dense 4D mask under sdpa; r1sft.packed_attention runs the
         # same mask as varlen attention (5x faster attention on an H100). R1SFT_PACKED_ATTENTION=off opts out.
-        env.setdefault(PACKED_ATTENTION_ENV, "varlen")
-        if env[PACKED_ATTENTION_ENV] == "varlen":
+        env.setdefault(packed_attention.ENV_VAR, "varlen")
+        if env[packed_attention.ENV_VAR] == "varlen":
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HOOKS_DIR), env.get("PYTHONPATH", "")]))
     env["NNODES"] = str(nnodes)
     env.setdefault("NODE_RANK", "0")

@@ -22,13 +22,13 @@ def _chain_next_sitecustomize() -> None:
             return
 
 
-if os.environ.get("R1SFT_PACKED_ATTENTION", "").strip().lower() == "varlen":
+if os.environ.get("R1SFT_PACKED_ATTENTION"):  # cheap test first: importing r1sft is only for launched runs
     try:
         import atexit
 
         from r1sft import packed_attention
 
-        if packed_attention.install():
+        if packed_attention.enabled_by_env() and packed_attention.install():
             print(f"r1sft: packed samples attend through varlen attention (pid {os.getpid()})", file=sys.stderr)
             atexit.register(packed_attention.report)
     except Exception as exc:  # noqa: BLE001 - a start-up hook must never stop the interpreter
