@@ -1,4 +1,4 @@
-"""Train a few steps of a random-initialised model through ``bash run_sft.sh RECIPE`` with ZeRO-3.
+"""Train a few steps of a random-initialised model through ``bash run_sft.sh RECIPE`` with ZeRO-3 (or ``--deepspeed``).
 
 The recipe is the one ``r1sft recipe`` plans (``--deepspeed z3``, so ``deepspeed: ds_configs/z3.json``) for the
 model folder and data ``bench_train.py`` built; it is written to a scratch folder, never over recipes/. Prints the
@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--gpus", type=int, default=1, help="GPUs of this machine to train on (ZeRO-3 across them)")
     parser.add_argument("--cutoff", type=int, default=16384)
+    parser.add_argument("--deepspeed", default="z3", help="ds_configs/ stage to plan with: z0, z2, z3, z3_offload")
     parser.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "saves" / "bench"))
     parser.add_argument("--check", action="store_true", help="let `r1sft train` run `r1sft check` first")
     args = parser.parse_args(argv)
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
 
     scratch = REPO / ".cache" / "bench" / "zero3"
     request = RecipeRequest(
-        model=args.preset, method=args.method, datasets=[args.dataset], gpus=args.gpus, deepspeed="z3",
+        model=args.preset, method=args.method, datasets=[args.dataset], gpus=args.gpus, deepspeed=args.deepspeed,
         cutoff=args.cutoff, global_batch=2, model_path=str(Path(args.model).resolve()), out_dir=scratch / "recipes",
         overrides={"max_steps": args.steps, "logging_steps": 1, "include_effective_tokens_per_second": True,
                    "output_dir": "saves/bench-zero3/sft", "save_strategy": "no", "report_to": "none"})

@@ -92,6 +92,25 @@ def test_one_gpu_that_fits_uses_no_deepspeed():
     assert any("1.8x" in reason for reason in plan.reasons)
 
 
+def test_one_gpu_lora_trains_bf16_adapters_under_zero2_with_fp32_gradient_accumulation(root):
+    import json
+
+    lora = plan_recipe(RecipeRequest(model="qwen2.5-7b", method="lora", gpus=1))
+    assert lora.train["deepspeed"] == "ds_configs/z2.json"
+    assert any(reason.startswith("ZeRO-2 on one GPU: bf16 adapters") for reason in lora.reasons)
+    # ZeRO-2 keeps gradients in bf16 between micro-batches unless told otherwise; the recipes accumulate up to
+    # dozens of them, so the config must ask for fp32 (the planner's reason says so)
+    z2 = json.loads((root / "ds_configs" / "z2.json").read_text())
+    assert z2["data_types"]["grad_accum_dtype"] == "fp32" and z2["bf16"]["enabled"] == "auto"
+    # measured only for LoRA on one GPU: QLoRA, DoRA and several GPUs keep their plans
+    for method in ("qlora", "dora"):
+        assert "deepspeed" not in plan_recipe(RecipeRequest(model="qwen2.5-7b", method=method, gpus=1)).train
+    assert "deepspeed" not in plan_recipe(RecipeRequest(model="qwen2.5-7b", method="lora", gpus=8)).train
+    # an explicit choice still wins
+    assert "deepspeed" not in plan_recipe(RecipeRequest(model="qwen2.5-7b", method="lora", gpus=1,
+                                                        deepspeed="none")).train
+
+
 def test_tiny_recipe_trains_on_cpu(root, tmp_path):
     plan, files = _render(root, tmp_path, model="tiny-qwen3")
     train = yaml.safe_load(next(iter(files.values())))

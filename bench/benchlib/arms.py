@@ -185,7 +185,8 @@ def _estimate(ctx: Context, config: dict) -> Any:
     family = family_for_model(str(ctx.model_dir))
     shape = shape_from_config(read_config(ctx.model_dir), family)
     ds = config.get("deepspeed")
-    zero = 3 if ds and "z3" in Path(str(ds)).name else (2 if ds else None)
+    name = Path(str(ds)).name if ds else ""
+    zero = 3 if "z3" in name else (0 if "z0" in name else (2 if ds else None))
     method = "full" if config.get("finetuning_type") == "full" else "lora"
     return estimate_memory(
         shape, method=method, seq_len=int(config["cutoff_len"]),
@@ -294,6 +295,32 @@ VARIANTS.update({
                                                  optim="stable_adamw"),
     "planned_kahan": lambda ctx: planned(ctx, "planned_kahan", None, "planned + pure_bf16 + Kahan StableAdamW",
                                          pure_bf16=True, optim="stable_adamw"),
+})
+
+
+def _bf16_master(ctx: Context, name: str, packing: bool, stage: str = "z0", **extra) -> Arm:
+    """DeepSpeed's bf16 mode on one GPU: bf16 weights and activations, fp32 master weights in the optimizer (no
+    autocast, so no per-step casts of fp32 weights). Full SFT keeps checkpointing off as the plain plan does.
+    ZeRO-2 (ds_configs/z2.json, fp32 gradient accumulation) is what the planner now chooses for LoRA on one GPU,
+    so for the LoRA cases the ``_z2`` arms equal the plain ones (docs/performance.md, update 3)."""
+    if ctx.case.method == "full":
+        extra.setdefault("disable_gradient_checkpointing", True)
+    return planned(ctx, name, packing=packing, deepspeed=stage, **extra)
+
+
+VARIANTS.update({
+    "planned_z0": lambda ctx: _bf16_master(ctx, "planned_z0", packing=False),
+    "planned_packing_z0": lambda ctx: _bf16_master(ctx, "planned_packing_z0", packing=True),
+    "planned_packing_z2": lambda ctx: _bf16_master(ctx, "planned_packing_z2", packing=True, stage="z2"),
+    "planned_packing_z0_nodrop": lambda ctx: _bf16_master(ctx, "planned_packing_z0_nodrop", packing=True,
+                                                          lora_dropout=0.0),
+    "planned_packing_w8": lambda ctx: planned(ctx, "planned_packing_w8", packing=True, dataloader_num_workers=8),
+    "planned_fused": lambda ctx: planned(ctx, "planned_fused", optim="adamw_torch_fused"),
+    "planned_packing_fused": lambda ctx: planned(ctx, "planned_packing_fused", packing=True, optim="adamw_torch_fused"),
+    "planned_z2_fused": lambda ctx: _bf16_master(ctx, "planned_z2_fused", packing=False, stage="z2",
+                                                 optim="adamw_torch_fused"),
+    "planned_packing_z2_fused": lambda ctx: _bf16_master(ctx, "planned_packing_z2_fused", packing=True, stage="z2",
+                                                         optim="adamw_torch_fused"),
 })
 
 
