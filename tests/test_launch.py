@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import warnings
 
 import pytest
 import yaml
@@ -24,6 +25,30 @@ def _render(tmp_path, *extra: str) -> tuple:
     return tmp_path / "rec" / "tiny-qwen3" / "lora_sft.yaml", out
 
 
+# PyTorch's gloo backend (CPU) can abort a worker in interpreter finalization, after every Python frame has
+# returned: "terminate called without an active exception" / "Fatal Python error: Aborted" with no Python frame
+# (pytorch/pytorch#179291). It happens in some 1 of 3 two-process CPU runs here, after training finished and saved;
+# NCCL runs on the GPU machine exit 0. Only that signature is tolerated; the checkpoints are still asserted.
+GLOO_TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _assert_trained(returncode: int, output: str, out) -> None:
+    if returncode == 0:
+        return
+    logs = "".join(p.read_text(errors="replace") for p in out.glob("train.node*.log"))
+    teardown_only = ("***** train metrics *****" in output + logs and GLOO_TEARDOWN_ABORT in output + logs
+                     and "SIGABRT" in output + logs)
+    assert teardown_only, f"run_sft.sh exited {returncode}\n{output[-6000:]}"
+    warnings.warn("a CPU worker aborted in interpreter finalization after training finished (gloo teardown)",
+                  stacklevel=2)
+
+
+def _run_sft(recipe, out, *overrides: str, env: dict) -> subprocess.CompletedProcess:
+    proc = run_cli("bash", "run_sft.sh", str(recipe), *overrides, env=env, check=False)
+    _assert_trained(proc.returncode, proc.stdout + proc.stderr, out)
+    return proc
+
+
 def _checkpoints(out) -> list[str]:
     return sorted((p.name for p in out.glob("checkpoint-*")), key=lambda n: int(n.split("-")[1]))
 
@@ -31,14 +56,14 @@ def _checkpoints(out) -> list[str]:
 def test_two_processes_zero3_then_resume(tmp_path):
     recipe, out = _render(tmp_path, "--deepspeed", "z3")
     assert yaml.safe_load(recipe.read_text())["deepspeed"].endswith("z3.json")
-    first = run_cli("bash", "run_sft.sh", str(recipe), "max_steps=2", env={"NPROC_PER_NODE": "2"})
+    first = _run_sft(recipe, out, "max_steps=2", env={"NPROC_PER_NODE": "2"})
     assert "NPROC_PER_NODE=2 FORCE_TORCHRUN=1" in first.stdout
     assert "world size: 2" in first.stdout + first.stderr
     assert _checkpoints(out) == ["checkpoint-2"]
     assert (out / "checkpoint-2" / "global_step2").is_dir(), "ZeRO-3 saves its sharded state per step"
     assert (out / "train.node0.log").stat().st_size > 0
 
-    second = run_cli("bash", "run_sft.sh", str(recipe), "max_steps=4", env={"NPROC_PER_NODE": "2"})
+    second = _run_sft(recipe, out, "max_steps=4", env={"NPROC_PER_NODE": "2"})
     assert f"resuming from {out / 'checkpoint-2'}" in second.stdout
     assert "Continuing training from checkpoint" in second.stdout + second.stderr or \
         "Resuming training from checkpoint" in second.stdout + second.stderr
@@ -53,7 +78,8 @@ def test_two_nodes_on_one_machine_train_together(tmp_path):
                               env=dict(env, NODE_RANK=str(rank)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for rank in (0, 1)]
     outputs = [proc.communicate(timeout=900)[0] for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    for proc, output in zip(procs, outputs, strict=True):
+        _assert_trained(proc.returncode, output, out)
     for rank, output in enumerate(outputs):
         assert f"NNODES=2 NODE_RANK={rank}" in output
         assert "world size: 2" in output
