@@ -441,7 +441,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         )
     elif ds is None and world == 1:
         reasons.append(
-            f"no DeepSpeed: one GPU and the model fits ({_fmt_gib(est.peak)}); DeepSpeed is ~1.8x slower on one GPU"
+            f"no DeepSpeed: one GPU and the model fits ({_fmt_gib(est.peak)}); ZeRO-3 is ~1.8x slower on one GPU"
         )
     elif ds is None:
         reasons.append(f"no DeepSpeed (DDP): weights and optimizer fit each GPU unsharded ({_fmt_gib(est.peak)})")
