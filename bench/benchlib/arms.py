@@ -312,8 +312,6 @@ VARIANTS.update({
     "planned_z0": lambda ctx: _bf16_master(ctx, "planned_z0", packing=False),
     "planned_packing_z0": lambda ctx: _bf16_master(ctx, "planned_packing_z0", packing=True),
     "planned_packing_z2": lambda ctx: _bf16_master(ctx, "planned_packing_z2", packing=True, stage="z2"),
-    "planned_packing_z0_nodrop": lambda ctx: _bf16_master(ctx, "planned_packing_z0_nodrop", packing=True,
-                                                          lora_dropout=0.0),
     "planned_packing_w8": lambda ctx: planned(ctx, "planned_packing_w8", packing=True, dataloader_num_workers=8),
     "planned_fused": lambda ctx: planned(ctx, "planned_fused", optim="adamw_torch_fused"),
     "planned_packing_fused": lambda ctx: planned(ctx, "planned_packing_fused", packing=True, optim="adamw_torch_fused"),

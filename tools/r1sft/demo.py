@@ -21,15 +21,14 @@ DEMO_QUESTION = "What is 12 + 7? Think step by step."
 
 
 def run_demo(preset: str = DEMO_PRESET, method: str = DEMO_METHOD, question: str = DEMO_QUESTION) -> dict[str, Path]:
-    r1sft = R1SFT
     train_recipe = Path("recipes") / preset / f"{method}_sft.yaml"
     merge_recipe = Path("recipes") / preset / f"{method}_merge.yaml"
-    run_step("build the tiny model (cached after the first run)", [*r1sft, "tiny-model", "--preset", preset])
-    run_step("convert the bundled Bespoke-Stratos and Magpie samples", [*r1sft, "convert", "samples"])
-    run_step("render the recipe", [*r1sft, "recipe", preset, "--method", method])
+    run_step("build the tiny model (cached after the first run)", [*R1SFT, "tiny-model", "--preset", preset])
+    run_step("convert the bundled Bespoke-Stratos and Magpie samples", [*R1SFT, "convert", "samples"])
+    run_step("render the recipe", [*R1SFT, "recipe", preset, "--method", method])
     # A fresh run each time: the demo shows training, not resuming a finished run.
     run_step("train", ["bash", "run_sft.sh", str(train_recipe), "resume=false", "overwrite_output_dir=true"])
-    run_step("merge the adapter and verify the merge", [*r1sft, "merge", str(merge_recipe)])
+    run_step("merge the adapter and verify the merge", [*R1SFT, "merge", str(merge_recipe)])
     merged = REPO_ROOT / load_yaml(REPO_ROOT / merge_recipe)["export_dir"]
     print(f"\n==> ask the merged model\n$ r1sft generate {shlex.quote(str(merged))} {shlex.quote(question)}", flush=True)
     from r1sft.generate import reply

@@ -74,29 +74,28 @@ def write_task(folder: Path, train_size: int, test_size: int, seed: int) -> tupl
 
 def run_learn(args: argparse.Namespace) -> dict:
     work = CACHE_DIR / "learn"
-    r1sft = R1SFT
     train_file, heldout = write_task(work, args.train_size, args.test_size, args.seed)
     base = work / "base-qwen3"
     run_step("build a small Qwen3-architecture model (random weights)",
-          [*r1sft, "tiny-model", "--family", "qwen3", "--out", str(base), "--hidden", str(args.hidden),
+          [*R1SFT, "tiny-model", "--family", "qwen3", "--out", str(base), "--hidden", str(args.hidden),
            "--layers", str(args.layers), "--heads", "4", "--kv-heads", "2", "--intermediate", str(args.hidden * 3),
            "--seed", str(args.seed)])
     data_file = work / "data" / f"{TASK_NAME}.jsonl"  # its own dataset_info.json: data/ stays the user's
-    run_step("convert the Magpie-schema task data", [*r1sft, "convert", "magpie-reasoning", "--input", str(train_file),
+    run_step("convert the Magpie-schema task data", [*R1SFT, "convert", "magpie-reasoning", "--input", str(train_file),
                                                   "--output", str(data_file), "--think", "native"])
     out_dir = work / "recipes"
     # Full SFT: a LoRA adapter on frozen *random* weights barely learns (loss 4.6 vs 0.2 for full SFT in the same 250
     # steps here); real models come pretrained, tiny ones do not. The merge path is covered by `make demo` and tests.
     sets = [f"learning_rate={args.learning_rate}", f"num_train_epochs={args.epochs}", "logging_steps=25",
             "save_strategy=no", "max_steps=-1", f"output_dir={work / 'sft'}"]
-    run_step("render the recipe", [*r1sft, "recipe", "tiny-qwen3", "--method", "full", "--model-path", str(base),
+    run_step("render the recipe", [*R1SFT, "recipe", "tiny-qwen3", "--method", "full", "--model-path", str(base),
                                 "--dataset", TASK_NAME, "--data-dir", str(data_file.parent), "--global-batch", str(args.batch), "--cutoff", "256",
                                 "--out-dir", str(out_dir), *[item for kv in sets for item in ("--set", kv)]])
     train_recipe = out_dir / "tiny-qwen3" / "full_sft.yaml"
     run_step("train", ["bash", "run_sft.sh", str(train_recipe), "resume=false", "overwrite_output_dir=true"])
     trained = REPO_ROOT / load_yaml(train_recipe)["output_dir"]
     report = work / "eval.json"
-    run_step("evaluate on held-out problems", [*r1sft, "eval", str(trained), "--data", str(heldout), "--temperature", "0",
+    run_step("evaluate on held-out problems", [*R1SFT, "eval", str(trained), "--data", str(heldout), "--temperature", "0",
                                             "--max-new-tokens", "160", "--batch-size", "50", "--out", str(report)])
     summary = json.loads(report.read_text())
     result = {"well_formed": summary["well_formed"], "accuracy": summary["accuracy"],

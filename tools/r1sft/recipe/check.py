@@ -203,10 +203,8 @@ def _check_deepspeed(recipe: _Recipe, root: Path) -> bool:
 def _check_packing(recipe: _Recipe, header: dict, packs: int, global_batch: int, ranks: int) -> None:
     """Packed recipes count packs per step: packs x samples per pack should land near the global batch."""
     try:
-        per_pack = float(header.get("samples_per_pack", "nan"))
-    except ValueError:
-        per_pack = float("nan")
-    if per_pack != per_pack:  # not planned by r1sft --packing: nothing to compare with
+        per_pack = float(header["samples_per_pack"])
+    except (KeyError, ValueError):  # not planned by r1sft --packing: nothing to compare with
         return
     samples = packs * per_pack
     # accumulation is rounded per rank, and never below one pack
