@@ -81,6 +81,15 @@ def test_wrong_types_are_caught(recipes, root):
     assert any("'lora_rank' is '64' (str), expected int" in p for p in problems)
 
 
+def test_dict_fields_take_a_mapping_but_not_elsewhere(recipes, root):
+    # HfArgumentParser narrows `dict | str | None` to str for its command line; LLaMA-Factory's YAML may hold a dict
+    assert yaml.safe_load(recipes["full"].read_text())["accelerator_config"] == {"non_blocking": True}
+    assert check_recipes([recipes["full"]], root=root) == []
+    _edit(recipes["full"], logging_steps={"every": 10})
+    (line,) = check_recipes([recipes["full"]], root=root)
+    assert "'logging_steps' is {'every': 10} (dict), expected float" in line
+
+
 def test_template_must_exist_and_match_the_model(recipes, root):
     _edit(recipes["full"], template="qwen25")
     (line,) = check_recipes([recipes["full"]], root=root)

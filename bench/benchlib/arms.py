@@ -138,6 +138,8 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
     sets = " ".join(f"{k}={v}" for k, v in overrides.items())
     if config.get("neat_packing") and not ctx.cpu:
         env = {**env, "R1SFT_PACKED_ATTENTION": VARLEN_ENV["R1SFT_PACKED_ATTENTION"]}  # as r1sft.launch adds it
+    if config.get("enable_liger_kernel") and not ctx.cpu:
+        env = {"R1SFT_LIGER_CHUNKING": "budget", **env}  # as r1sft.launch adds it, unless the arm chose
     arm = Arm(name, config, env=env, note=note or ("r1sft plan_recipe: " + plan.make_command),
               plan_summary=plan.summary(), memory_estimate=plan.memory, packed=packing)
     if overrides:
@@ -319,6 +321,19 @@ VARIANTS.update({
                                                  optim="adamw_torch_fused"),
     "planned_packing_z2_fused": lambda ctx: _bf16_master(ctx, "planned_packing_z2_fused", packing=True, stage="z2",
                                                          optim="adamw_torch_fused"),
+})
+
+# liger's own cross-entropy chunking (64 chunks at 16k tokens for Qwen2.5-1.5B), as before r1sft.liger_chunking.
+LIGER_DEFAULT_CHUNKS = {"R1SFT_LIGER_CHUNKING": "off"}
+VARIANTS.update({
+    "planned_liger_default": lambda ctx: planned(ctx, "planned_liger_default", {**launcher_env(), **LIGER_DEFAULT_CHUNKS},
+                                                 "planned, liger's default cross-entropy chunks"),
+    # accelerate's non-blocking host-to-device copies of the (pinned) batch: no host sync per input tensor
+    "planned_packing_nonblocking": lambda ctx: planned(ctx, "planned_packing_nonblocking", packing=True,
+                                                       accelerator_config={"non_blocking": True}),
+    "planned_packing_liger_default": lambda ctx: planned(
+        ctx, "planned_packing_liger_default", {**launcher_env(), **LIGER_DEFAULT_CHUNKS},
+        "planned + packing, liger's default cross-entropy chunks", packing=True),
 })
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 ENV_VAR = "R1SFT_PACKED_ATTENTION"
@@ -30,8 +31,8 @@ log = logging.getLogger("r1sft.packed_attention")
 _state: dict[str, Any] = {"original": None, "mask": None, "segments": None, "calls": 0, "fallbacks": 0}
 
 
-def enabled_by_env() -> bool:
-    return os.environ.get(ENV_VAR, "").strip().lower() == "varlen"
+def enabled_by_env(environ: Mapping[str, str] | None = None) -> bool:
+    return (os.environ if environ is None else environ).get(ENV_VAR, "").strip().lower() == "varlen"
 
 
 def install() -> bool:
@@ -99,19 +100,25 @@ def document_segments(mask):
     segment = starts.flatten().cumsum(0).view(batch, length)
 
     positions = torch.arange(length, device=mask.device)
+    mismatch = torch.zeros(1, dtype=torch.bool, device=mask.device)
     for row in range(0, length, ROW_CHUNK):
         rows = slice(row, min(row + ROW_CHUNK, length))
         expected = (segment[:, rows, None] == segment[:, None, :]) & (positions[None, rows, None]
                                                                      >= positions[None, None, :])
         expected &= valid[:, rows, None] & valid[:, None, :]
-        if not torch.equal(expected, allowed[:, rows]):
-            return None
+        mismatch |= (expected != allowed[:, rows]).any()
 
-    offsets = torch.nonzero(starts.flatten(), as_tuple=False).flatten()
-    total = torch.tensor([batch * length], device=mask.device)
-    cu_seqlens = torch.cat([offsets, total]).to(torch.int32)
-    max_len = int((cu_seqlens[1:] - cu_seqlens[:-1]).max().item())
-    return cu_seqlens, max_len
+    # One wait for the GPU per forward (the verdict and the boundaries come back together): every host sync
+    # leaves the GPU idle while the next kernels are launched.
+    host = torch.cat([mismatch, starts.flatten()]).cpu()
+    if host[0]:
+        return None
+    offsets = torch.nonzero(host[1:]).flatten()
+    cu_seqlens = torch.cat([offsets, torch.tensor([batch * length])]).to(torch.int32)
+    max_len = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+    if mask.is_cuda:  # from pinned memory, the copy does not wait either
+        cu_seqlens = cu_seqlens.pin_memory()
+    return cu_seqlens.to(mask.device, non_blocking=True), max_len
 
 
 def _cached_segments(mask):

@@ -103,6 +103,20 @@ def _type_ok(value: Any, annotation: Any) -> bool | None:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is str:
         return isinstance(value, str)
+    if annotation is dict or typing.get_origin(annotation) is dict:
+        return isinstance(value, dict)
+    return None
+
+
+def _declared_type(cls: type, key: str) -> Any:
+    """The annotation as written: HfArgumentParser narrows ``dict | str | None`` fields to ``str`` in place for its
+    command line, while ``parse_dict`` (what LLaMA-Factory's YAML goes through) still accepts a dict there."""
+    for owner in cls.__mro__:
+        if key in owner.__dict__.get("__annotations__", {}):
+            try:
+                return typing.get_type_hints(owner)[key]
+            except Exception:  # noqa: BLE001 - an annotation we cannot resolve is not judged
+                return None
     return None
 
 
@@ -114,7 +128,7 @@ def type_problems(args: dict[str, Any], kind: str) -> list[str]:
         if key not in fields:
             continue
         annotation = fields[key][1].type
-        if _type_ok(value, annotation) is False:
+        if _type_ok(value, annotation) is False and _type_ok(value, _declared_type(fields[key][0], key)) is not True:
             shown = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
             problems.append(f"'{key}' is {value!r} ({type(value).__name__}), expected {shown}")
     return problems

@@ -21,7 +21,7 @@ What is counted, and why (bytes; N parameters, T = micro batch x sequence tokens
   while it is recomputed.
 * Logits: without liger, the bf16 logits, their fp32 upcast, log-softmax and gradients: ~12 bytes per token per
   vocabulary entry (31 GB at 16k tokens for a 152k vocabulary). Liger's fused linear cross-entropy works in chunks
-  and removes that term.
+  and removes that term, leaving one chunk (~1 GiB, r1sft.liger_chunking).
 
 Calibration (``ACTIVATION_FACTOR``, ``LOGIT_BYTES``, ``CUDA_OVERHEAD``) comes from the H100 measurements in
 shared/gpu/README.md (random-init Qwen2.5-1.5B, batch 1, samples up to ~15k tokens): full SFT + liger without
@@ -32,9 +32,9 @@ covers the allocator's fragmentation and the tensors the count misses; the later
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
+from r1sft import liger_chunking
 from r1sft.presets import Shape
 
 GIB = 1024**3
@@ -214,8 +214,10 @@ def estimate_memory(
 
     # ---- logits ----------------------------------------------------------------------------------------------
     if liger:
-        chunk = min(tokens, 2 ** math.ceil(math.log2(max(1, math.ceil(tokens / math.ceil(shape.vocab / shape.hidden))))))
-        logits = tokens * shape.hidden * 4 + chunk * shape.vocab * 8
+        # The input gradient, one chunk's bf16 logits (their gradient is written in place) and one chunk-sized
+        # temporary, chunked as r1sft.liger_chunking sizes them under `r1sft train` (never smaller than liger's
+        # default). bench/liger_chunk_check.py on an H100: 594 MiB above the inputs for a 2,048-token chunk of 152k.
+        logits = tokens * shape.hidden * 4 + 2 * liger_chunking.chunk_logits_bytes(tokens, shape.hidden, shape.vocab)
     else:
         logits = LOGIT_BYTES * tokens * shape.vocab
 

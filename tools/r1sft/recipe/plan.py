@@ -596,6 +596,9 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     else:
         train["bf16"] = True
     train["dataloader_pin_memory"] = not cpu
+    if not cpu:
+        train["accelerator_config"] = {"non_blocking": True}
+        why["accelerator_config"] = "copy the pinned batch to the GPU without a host sync (+1% tokens/s, H100)"
     train["ddp_timeout"] = 180000000
 
     rate_kind = {"full": "full SFT", "lora": "LoRA", "dora": "DoRA", "qlora": "QLoRA"}[method]

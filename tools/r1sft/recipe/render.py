@@ -36,6 +36,8 @@ def yaml_scalar(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, dict):  # a flow mapping: TrainingArguments' accelerator_config
+        return "{" + ", ".join(f"{key}: {yaml_scalar(item)}" for key, item in value.items()) + "}"
     if isinstance(value, float):
         if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e7):
             exponent = math.floor(math.log10(abs(value)))
