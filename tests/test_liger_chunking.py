@@ -107,6 +107,8 @@ def test_wrapper_chooses_the_budget_unless_the_caller_did(stand_in_liger):
     assert functional.CALLS[-1] == 3
     wrapped(hidden_states, weight, target, *([None] * 12), 5)  # every argument positional
     assert functional.CALLS[-1] == 5
+    wrapped(hidden_states, torch.empty(0, 1536, device="meta"), target)  # a weight ZeRO-3 has not gathered
+    assert functional.CALLS[-1] == 1  # left to liger
 
     lc.uninstall()
     assert functional.liger_fused_linear_cross_entropy is original

@@ -86,8 +86,10 @@ def install() -> bool:
 
         @functools.wraps(original)  # keeps the signature liger's callers filter their keyword arguments by
         def budgeted_fused_linear_cross_entropy(input, weight, target, *args, **kwargs):  # noqa: A002 - liger's name
-            if "chunk_mem_const" not in kwargs and len(args) <= positional_index:  # the caller did not choose
-                tokens, hidden, vocab = input.numel() // input.shape[-1], input.shape[-1], weight.shape[0]
+            hidden, vocab = input.shape[-1], weight.shape[0]
+            chosen = "chunk_mem_const" in kwargs or len(args) > positional_index  # by the caller
+            if not chosen and hidden and vocab and input.numel():  # (an empty shape: liger's own handling)
+                tokens = input.numel() // hidden
                 kwargs["chunk_mem_const"] = const = chunk_mem_const(tokens, hidden, vocab)
                 _state["calls"] += 1
                 _state["chunks"] = (tokens, chunk_tokens(tokens, hidden, vocab, const), chunk_tokens(tokens, hidden, vocab))
