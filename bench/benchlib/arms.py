@@ -136,10 +136,10 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
     if ctx.cpu:
         env = {}
     sets = " ".join(f"{k}={v}" for k, v in overrides.items())
-    if config.get("neat_packing") and not ctx.cpu:
-        env = {**env, "R1SFT_PACKED_ATTENTION": VARLEN_ENV["R1SFT_PACKED_ATTENTION"]}  # as r1sft.launch adds it
-    if config.get("enable_liger_kernel") and not ctx.cpu:
-        env = {"R1SFT_LIGER_CHUNKING": "budget", **env}  # as r1sft.launch adds it, unless the arm chose
+    if not ctx.cpu:  # the hooks r1sft's launcher turns on for this config (lf_run.py installs them)
+        from r1sft.launch import hook_switches
+
+        env = {**env, **hook_switches(config, env)}
     arm = Arm(name, config, env=env, note=note or ("r1sft plan_recipe: " + plan.make_command),
               plan_summary=plan.summary(), memory_estimate=plan.memory, packed=packing)
     if overrides:

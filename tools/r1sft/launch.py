@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -71,6 +72,21 @@ def visible_gpu_count() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
+def hook_switches(config: dict, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment variables that turn on the start-up hooks (``_hooks/sitecustomize.py``) a run of ``config``
+    needs; a value already in ``environ`` (``off``) wins. The launcher and the benchmark both use it."""
+    switches = {}
+    if config.get("neat_packing"):
+        # LLaMA-Factory keeps packed samples apart with a dense 4D mask under sdpa; r1sft.packed_attention runs the
+        # same mask as varlen attention (5x faster attention on an H100). R1SFT_PACKED_ATTENTION=off opts out.
+        switches[packed_attention.ENV_VAR] = environ.get(packed_attention.ENV_VAR, "varlen")
+    if config.get("enable_liger_kernel") and not config.get("use_cpu"):
+        # liger's fused cross-entropy in 8 chunks instead of 64 at 16k tokens (-80 ms per 16k tokens of full SFT
+        # of Qwen2.5-1.5B on an H100, same loss and gradients). R1SFT_LIGER_CHUNKING=off keeps liger's default.
+        switches[liger_chunking.ENV_VAR] = environ.get(liger_chunking.ENV_VAR, "budget")
+    return switches
+
+
 def launch_environment(config: dict, environ: dict[str, str] | None = None) -> dict[str, str]:
     """The environment LLaMA-Factory's launcher needs for this config on this machine."""
     env = dict(os.environ if environ is None else environ)
@@ -84,18 +100,9 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None) -> d
     if not config.get("use_cpu"):
         for key, value in PERFORMANCE_ENV.items():
             env.setdefault(key, value)
-    hooks = False
-    if config.get("neat_packing"):
-        # LLaMA-Factory keeps packed samples apart with a dense 4D mask under sdpa; r1sft.packed_attention runs the
-        # same mask as varlen attention (5x faster attention on an H100). R1SFT_PACKED_ATTENTION=off opts out.
-        env.setdefault(packed_attention.ENV_VAR, "varlen")
-        hooks |= packed_attention.enabled_by_env(env)
-    if config.get("enable_liger_kernel") and not config.get("use_cpu"):
-        # liger's fused cross-entropy in 8 chunks instead of 64 at 16k tokens (-80 ms per 16k tokens of full SFT
-        # of Qwen2.5-1.5B on an H100, same loss and gradients). R1SFT_LIGER_CHUNKING=off keeps liger's default.
-        env.setdefault(liger_chunking.ENV_VAR, "budget")
-        hooks |= liger_chunking.enabled_by_env(env)
-    if hooks:
+    switches = hook_switches(config, env)
+    env.update(switches)
+    if packed_attention.enabled_by_env(switches) or liger_chunking.enabled_by_env(switches):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HOOKS_DIR), env.get("PYTHONPATH", "")]))
     env["NNODES"] = str(nnodes)
     env.setdefault("NODE_RANK", "0")

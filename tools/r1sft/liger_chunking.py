@@ -61,10 +61,9 @@ def chunk_mem_const(tokens: int, hidden: int, vocab: int, budget_bytes: int = LO
     return best
 
 
-def chunk_logits_bytes(tokens: int, hidden: int, vocab: int, budget_bytes: int | None = LOGITS_BUDGET_BYTES) -> int:
-    """Transient bytes of one chunk's logits: with the budget (installed), or liger's default (``None``)."""
-    const = 1 if budget_bytes is None else chunk_mem_const(tokens, hidden, vocab, budget_bytes)
-    return chunk_tokens(tokens, hidden, vocab, const) * vocab * LOGITS_BYTES
+def chunk_logits_bytes(tokens: int, hidden: int, vocab: int) -> int:
+    """Transient bytes of one chunk's logits, chunked within the budget."""
+    return chunk_tokens(tokens, hidden, vocab, chunk_mem_const(tokens, hidden, vocab)) * vocab * LOGITS_BYTES
 
 
 def enabled_by_env(environ: Mapping[str, str] | None = None) -> bool:
