@@ -1,7 +1,9 @@
 """Data hygiene: duplicate prompts, near-duplicates, benchmark contamination, Magpie quality tags.
 
-All filters look at the prompt side (the user turns) after normalisation: lower-cased, whitespace collapsed. Memory is
-a set of 8-byte integers per kept row (exact), plus 8 band keys per kept row (near), so a million rows cost tens of MB.
+All filters look at the prompt side (the user turns) after normalisation: lower-cased, whitespace collapsed. Near
+dedupe and decontamination also drop the fixed instructions some datasets put before every problem (``BOILERPLATE``):
+they are not the problem, and on a short problem they are most of its words. Memory is a set of 8-byte integers per
+kept row (exact), plus 8 band keys per kept row (near), so a million rows cost tens of MB.
 """
 
 from __future__ import annotations
@@ -13,12 +15,35 @@ from r1sft.data.conversation import RowRejected
 from r1sft.errors import R1sftError
 
 QUALITY_LEVELS = ("very poor", "poor", "average", "good", "excellent")
-BENCHMARK_COLUMNS = ("problem", "question", "prompt", "Problem", "Question")
+BENCHMARK_COLUMNS = ("problem", "question", "prompt", "Problem", "Question", "question_content")  # LiveCodeBench
 NGRAM = 8
+# Fixed instructions that Stratos-family datasets (Bespoke-Stratos, Sky-T1, OpenThoughts) put before every math or
+# code problem, normalised. Longest first: the code instructions share their first sentence.
+BOILERPLATE = tuple(sorted((
+    "return your final response within \\boxed{}.",
+    "generate an executable python function generated from the given prompt. the function should take stdin as input "
+    "and print the output. simply call the function after the definition.",
+    "generate an executable python function generated from the given prompt. return the function body without "
+    "invoking it at the final solution.",
+    "generate an executable python function generated from the given prompt.",
+), key=len, reverse=True))
 
 
 def normalise(text: str) -> str:
     return " ".join(text.lower().split())
+
+
+def problem_text(text: str) -> str:
+    """``normalise(text)`` without the leading ``BOILERPLATE`` instructions: the problem itself."""
+    text = normalise(text)
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in BOILERPLATE:
+            if text.startswith(prefix):
+                text = text[len(prefix):].lstrip()
+                stripped = True
+    return text
 
 
 def digest64(text: str) -> int:
@@ -49,11 +74,16 @@ class NearDeduper:
     Written small on purpose: each shingle's 8-byte digest goes through 64 multiply-shift hashes ``(a*h + b) mod 2^64``
     (numpy, wrapping uint64 arithmetic) seeded by ``--seed``; the signature is the per-hash minimum. A row is a near
     duplicate when any of its 8 band keys was seen in an earlier kept row.
+
+    Shingles are taken from ``problem_text`` (boilerplate instructions removed). A prompt with fewer than
+    ``MIN_SHINGLES`` shingles is matched exactly (on its problem text) instead: one changed word of a short problem
+    ("Compute 31 choose 28" / "... 29") is another problem, and a few shingles give MinHash nothing to average.
     """
 
     BANDS = 8
     ROWS = 8
     SHINGLE = 3
+    MIN_SHINGLES = 8  # 10 words: below that one substituted word leaves a Jaccard similarity under 0.5
 
     def __init__(self, seed: int = 0) -> None:
         import numpy as np
@@ -67,9 +97,12 @@ class NearDeduper:
 
     def keys(self, prompts: list[str]) -> list[int]:
         np = self.np
-        words = normalise(" ".join(prompts)).split()
+        texts = [problem_text(p) for p in prompts]
+        words = " ".join(texts).split()
         k = self.SHINGLE
-        shingles = {" ".join(words[i:i + k]) for i in range(max(1, len(words) - k + 1))}
+        if len(words) - k + 1 < self.MIN_SHINGLES:
+            return [digest64("exact:" + "\x1f".join(texts))]
+        shingles = {" ".join(words[i:i + k]) for i in range(len(words) - k + 1)}
         hashes = np.fromiter((digest64(s) for s in shingles), dtype=np.uint64, count=len(shingles))
         with np.errstate(over="ignore"):
             signature = (hashes[:, None] * self.a[None, :] + self.b[None, :]).min(axis=0)
@@ -87,7 +120,8 @@ class NearDeduper:
 class Decontaminator:
     """Word 8-gram overlap with benchmark problems (lower-cased, whitespace-normalised), as open-r1 and s1 do.
 
-    Problems shorter than 8 words cannot share an 8-gram; they are matched as a whole normalised prompt instead.
+    Both sides are compared as ``problem_text`` (boilerplate instructions removed). Problems shorter than 8 words cannot
+    share an 8-gram; they match a prompt whose whole problem text equals theirs.
     """
 
     def __init__(self, files: list[str]) -> None:
@@ -98,8 +132,8 @@ class Decontaminator:
             name = Path(file).name
             for problem in _benchmark_problems(file):
                 self.problems += 1
-                words = normalise(problem).split()
-                if len(words) < NGRAM:
+                words = problem_text(problem).split()
+                if 0 < len(words) < NGRAM:
                     self.short[digest64(" ".join(words))] = name
                 # hash() is salted per process, which is fine: both sides are hashed in this process.
                 for i in range(len(words) - NGRAM + 1):
@@ -108,7 +142,7 @@ class Decontaminator:
     def check(self, prompts: list[str]) -> None:
         ngrams = self.ngrams
         for prompt in prompts:
-            words = normalise(prompt).split()
+            words = problem_text(prompt).split()
             for i in range(len(words) - NGRAM + 1):
                 hit = ngrams.get(hash(" ".join(words[i:i + NGRAM])))
                 if hit:

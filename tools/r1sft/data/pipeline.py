@@ -3,15 +3,18 @@ r1sft's ShareGPT JSONL, then register it and write the stats and rejects beside 
 
 Order of the per-row steps, cheapest first, and so that the row a duplicate is compared against is one that was
 actually kept: read -> field map -> quality -> convert (parse markup) -> reasoning required -> system policy ->
-render -> contamination -> token length -> exact/near dedupe -> limit. Every row read ends either in the output or
+render (and serialise) -> contamination -> token length -> exact/near dedupe -> limit. Every row read ends either in the output or
 in the rejects file with a reason. Nothing is visible until the end: outputs go to temp files that are renamed into
-place together, ``dataset_info.json`` last, under a folder lock.
+place together, ``dataset_info.json`` last, under a folder lock; SIGTERM and OS errors clean them up as well.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -72,9 +75,13 @@ def convert_many(parts, output, options: ConvertOptions | None = None, **overrid
     output = Path(output)
     if output.suffix != ".jsonl":
         raise R1sftError(f"--output {output}: expected a .jsonl file")
+    if output.is_dir():
+        raise R1sftError(f"--output {output}: is a folder; expected a .jsonl file path")
     _check_options(opts)
     field_map = parse_field_map(opts.field_map)
     plan = []
+    own_files = [output, *side_files(output).values()]
+    skipped: list[Path] = []
     for source_name, inputs in parts:
         source = get_source(source_name)
         if source.needs_field_map and not field_map:
@@ -88,11 +95,13 @@ def convert_many(parts, output, options: ConvertOptions | None = None, **overrid
             inputs = [source.hub_id]
         elif isinstance(inputs, str | Path):
             inputs = [inputs]
-        plan.append((source_name, source, resolve_inputs(list(inputs))))
+        plan.append((source_name, source, resolve_inputs(list(inputs), exclude=own_files, skipped=skipped)))
     folder = output.parent
     name = opts.name or output.stem
     check_dataset_info(folder)
-    return _Conversion(plan, output, name, opts, field_map).run()
+    conversion = _Conversion(plan, output, name, opts, field_map)
+    conversion.stats.warnings.extend(f"skipped {p} in an input folder: it is this run's own output" for p in skipped)
+    return conversion.run()
 
 
 def _check_options(opts: ConvertOptions) -> None:
@@ -134,6 +143,52 @@ class _LimitReached(Exception):
     pass
 
 
+class _RejectLog(RejectLog):
+    """The rejects file, safe for any detail: one quoting a lone surrogate from the input would make the JSON encoder
+    fail, and a reject must never kill the run."""
+
+    def add(self, record, reason: str, detail: str = "") -> None:
+        if not detail.isascii():
+            detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")  # valid text is left as it was
+        super().add(record, reason, detail)
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """For the run, SIGTERM (a scheduler's kill, ``timeout``) raises SystemExit(143) instead of ending the process on
+    the spot, so the cleanup below deletes the hidden temp files. Only the main thread may set handlers, and only the
+    default action is replaced: a caller's own handler (or SIG_IGN) stays in charge."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def terminated(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _os_error(exc: OSError, output: Path) -> R1sftError:
+    """An OS error as one line naming the path: an input that cannot be read, or else the output (a failed write
+    such as a full disk names no file; a temp file or missing folder is named by the output it was for)."""
+    why = exc.strerror or " ".join(str(exc).split())
+    if exc.filename is not None:
+        path = Path(os.path.abspath(exc.filename))
+        folder = Path(os.path.abspath(output.parent))
+        if path.parent != folder and not folder.is_relative_to(path):
+            return R1sftError(f"{exc.filename}: cannot read ({why})")
+        if isinstance(exc, FileExistsError) and folder.is_relative_to(path):  # mkdir met a file on the way
+            why = f"{exc.filename} is a file, not a folder"
+        elif path.parent != folder:  # the folder (or one above it), not a temp file in it
+            why = f"{why}: {exc.filename}"
+    return R1sftError(f"--output {output}: cannot write ({why})")
+
+
 class _Conversion:
     def __init__(self, plan, output: Path, name: str, opts: ConvertOptions, field_map: dict[str, str]) -> None:
         self.plan = plan
@@ -169,6 +224,13 @@ class _Conversion:
     # -- the loop ----------------------------------------------------------------------------------------------------
 
     def run(self) -> Stats:
+        with _sigterm_raises():
+            try:
+                return self._run()
+            except OSError as exc:
+                raise _os_error(exc, self.output) from None
+
+    def _run(self) -> Stats:
         opts = self.opts
         sides = side_files(self.output)
         files = AtomicFiles()
@@ -177,7 +239,7 @@ class _Conversion:
             self.out = files.open(self.output)
             self.out_buffer: list[bytes] = []
             self.out_bytes = 0
-            self.rejects = RejectLog(files.open(sides["rejects"]), self.stats)
+            self.rejects = _RejectLog(files.open(sides["rejects"]), self.stats)
             try:
                 for source_name, source, inputs in self.plan:
                     for inp in inputs:
@@ -268,6 +330,11 @@ class _Conversion:
                 for prompt, reply in conversation.exchanges:
                     turns.append(prompt)
                     turns.append(render_reply(reply, think, split_think))
+                try:  # before the hygiene steps: they would choke on the same text with a vaguer reason
+                    line = dumps({"conversations": [{"from": "gpt" if i & 1 else "human", "value": text}
+                                                    for i, text in enumerate(turns)], "system": system}, None, newline)
+                except TypeError as exc:  # orjson.JSONEncodeError: e.g. a lone surrogate, a valid JSON escape
+                    raise RowRejected(*_unwritable(exc)) from None
                 if think == "keep" and not self.keeps_stratos_markup:
                     self.keeps_stratos_markup = any(BEGIN_THOUGHT in t for t in turns[1::2])
                 if decontaminator is not None:
@@ -295,8 +362,6 @@ class _Conversion:
                 exact.add(key)
             if near is not None:
                 near.add(near_keys)
-            line = dumps({"conversations": [{"from": "gpt" if i & 1 else "human", "value": text}
-                                            for i, text in enumerate(turns)], "system": system}, None, newline)
             if sample is not None:
                 pushed_out = sample.offer(record.file, record.row, (record, line, n_tokens, variant, action))
                 if pushed_out is not None:
@@ -392,6 +457,14 @@ class _Conversion:
         if mean:  # measured with the tokenizer: what `r1sft recipe --packing` sizes its packs from
             meta["mean_tokens"] = mean
         return sharegpt_entry(self.output.name, meta)
+
+
+def _unwritable(exc: TypeError) -> tuple[str, str]:
+    """Reason and detail for a row the JSON encoder refuses: a lone surrogate is what JSONL input calls json_error."""
+    text = " ".join(str(exc).split())[:200]
+    if "surrogate" in text:
+        return "json_error", "a string holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape), not valid Unicode"
+    return "malformed_row", text
 
 
 def _portable(tokenizer: str) -> str:

@@ -6,19 +6,26 @@ through ``iter_batches``. Every row carries its position (file and 0-based row i
 JSONL) so a rejected row can be found again.
 
 Where one bad row ends and a bad file begins:
-- a JSONL line that is not JSON, or not an object, is a rejected row (``json_error`` / ``wrong_type``);
+- a JSONL line or JSON array element that is not JSON (invalid UTF-8 included), or not an object, is a rejected
+  row (``json_error`` / ``wrong_type``);
 - a file whose first line holds NUL bytes or invalid UTF-8 is binary, not JSONL: file error;
 - a JSONL file in which no line parses (or the first 100 non-blank lines all fail) is not JSONL: file error;
 - a JSON array that does not parse to its closing bracket (truncated, malformed) is a file error naming the element;
 - a parquet file pyarrow cannot open or read is a file error; missing columns are checked by the pipeline.
+
+A UTF-8 byte order mark at the start of a text file is skipped; a file that starts with gzip's magic bytes is read
+through gzip whatever its name (other compressions are named in the error).
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import gzip
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +39,13 @@ BLOCK_BYTES = 8 << 20
 SNIFF_BYTES = 64 << 10
 MAX_LEADING_FAILURES = 100
 DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
+GZIP_SUFFIXES = (".jsonl", ".ndjson", ".json")  # X.jsonl.gz and so on
+SIDE_FILE_ENDINGS = (".stats.json", ".rejects.jsonl")  # what a conversion writes beside its output, never input
+GZIP_MAGIC = b"\x1f\x8b"
+COMPRESSED = {b"\x28\xb5\x2f\xfd": ("zstd", "zstd -d"), b"BZh": ("bzip2", "bunzip2"),
+              b"\xfd7zXZ\x00": ("xz", "xz -d"), b"PK\x03\x04": ("zip", "unzip")}
+# Bytes that were not UTF-8, as surrogateescape decoding keeps them (U+DC80..U+DCFF; valid UTF-8 never gives these)
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -56,14 +70,24 @@ class Input:
     size: int = 0
 
 
-def resolve_inputs(specs: list[str | os.PathLike]) -> list[Input]:
-    """Expand files, folders of shards (recursively, sorted) and hub ids into a list of inputs."""
+def resolve_inputs(specs: list[str | os.PathLike], exclude=(), skipped: list[Path] | None = None) -> list[Input]:
+    """Expand files, folders of shards (recursively, sorted) and hub ids into a list of inputs.
+
+    Files in ``exclude`` (a run's own outputs) are never taken from a folder: re-running a conversion whose output
+    lies in its input folder must not read the last output back in. The ones found are appended to ``skipped``.
+    """
+    excluded = {_absolute(p) for p in exclude}
     inputs: list[Input] = []
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in DATA_SUFFIXES
-                           and p.name != "dataset_info.json" and not p.name.endswith((".stats.json", ".rejects.jsonl")))
+            files = []
+            for p in sorted(p for p in path.rglob("*") if p.is_file() and _is_data_file(p)):
+                if _absolute(p) in excluded:
+                    if skipped is not None:
+                        skipped.append(p)
+                else:
+                    files.append(p)
             if not files:
                 raise R1sftError(f"{spec}: folder holds no .jsonl, .json or .parquet files")
             inputs.extend(_file_input(p) for p in files)
@@ -76,9 +100,30 @@ def resolve_inputs(specs: list[str | os.PathLike]) -> list[Input]:
     return inputs
 
 
+def _is_data_file(path: Path) -> bool:
+    name = path.name
+    if name == "dataset_info.json" or name.endswith(SIDE_FILE_ENDINGS):
+        return False
+    return path.suffix in DATA_SUFFIXES or (path.suffix == ".gz" and Path(path.stem).suffix in GZIP_SUFFIXES)
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(path))
+
+
 def _file_input(path: Path) -> Input:
-    kind = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}.get(path.suffix, "sniff")
-    return Input(label=str(path), kind=kind, path=path, size=path.stat().st_size)
+    suffix = Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
+    kind = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}.get(suffix, "sniff")
+    return Input(label=_printable(str(path)), kind=kind, path=path, size=path.stat().st_size)
+
+
+def _printable(name: str) -> str:
+    """A file name as text that can be written to JSON: bytes of a non-UTF-8 name (surrogateescape) as \\xNN."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return name
 
 
 def read_parquet_columns(inp: Input) -> list[str]:
@@ -99,7 +144,7 @@ def iter_records(inp: Input, progress, columns: list[str] | None = None, split: 
     if inp.kind == "parquet":
         yield from _iter_parquet(inp, progress, columns)
         return
-    with open(inp.path, "rb") as f:
+    with _open_data(inp, progress) as (f, _):
         head = f.read(SNIFF_BYTES)
     if head.startswith(b"PAR1"):
         yield from _iter_parquet(inp, progress, columns)
@@ -120,13 +165,75 @@ def _check_text(inp: Input, head: bytes) -> None:
     first = head if newline < 0 else head[:newline]
     nul = first.find(b"\x00")
     if nul >= 0:
+        _check_compressed(inp, head)
         raise R1sftError(f"{inp.label}: binary data (NUL byte at offset {nul}); expected JSONL, a JSON array or parquet")
     try:
         first.decode("utf-8")
     except UnicodeDecodeError as exc:
         if newline >= 0 or exc.start < len(first) - 4:  # not just a character cut by the sniff window
+            _check_compressed(inp, head)
             raise R1sftError(f"{inp.label}: binary data (not UTF-8 at offset {exc.start}); "
                              "expected JSONL, a JSON array or parquet") from None
+
+
+def _check_compressed(inp: Input, head: bytes) -> None:
+    """Name the compression of a binary file that is a compressed one we do not read, and how to undo it."""
+    for magic, (kind, command) in COMPRESSED.items():
+        if head.startswith(magic):
+            raise R1sftError(f"{inp.label}: {kind}-compressed, which is not read directly; decompress it first "
+                             f"({command} {inp.path.name}) or gzip it (.jsonl.gz and .json.gz are read)")
+
+
+class _Gunzip:
+    """A gzip file as the readers see it: ``read``/``readinto`` give the decompressed bytes, ``update`` (it is also
+    the progress) reports compressed bytes so the bar still ends at the file's size, and a corrupt or truncated
+    stream is a file error naming the file."""
+
+    def __init__(self, raw, label: str, progress) -> None:
+        self._raw = raw
+        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self._label = label
+        self._progress = progress
+        self._reported = 0
+
+    def read(self, n: int = -1) -> bytes:
+        return self._call(self._gz.read, n)
+
+    def readinto(self, buffer) -> int:
+        return self._call(self._gz.readinto, buffer)
+
+    def seek(self, offset: int) -> int:
+        return self._call(self._gz.seek, offset)
+
+    def update(self, _n: int) -> None:
+        at = self._raw.tell()
+        self._progress.update(at - self._reported)
+        self._reported = at
+
+    def close(self) -> None:
+        self._gz.close()
+
+    def _call(self, method, arg):
+        try:
+            return method(arg)
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; a cut stream an EOFError
+            raise R1sftError(f"{self._label}: corrupt or truncated gzip data ({_one_line(exc)})") from None
+
+
+@contextlib.contextmanager
+def _open_data(inp: Input, progress):
+    """``(file, progress)`` for a file's bytes past a UTF-8 byte order mark, read through gzip if it is gzipped."""
+    with open(inp.path, "rb") as raw:
+        gzipped = raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        f = _Gunzip(raw, inp.label, progress) if gzipped else raw
+        try:
+            if f.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:  # editors on Windows write one; JSON has no use for it
+                f.seek(0)
+            yield f, (f if gzipped else progress)
+        finally:
+            if gzipped:
+                f.close()
 
 
 def _iter_jsonl(inp: Input, progress) -> Iterator[Record]:
@@ -142,7 +249,7 @@ def _iter_jsonl(inp: Input, progress) -> Iterator[Record]:
     carry = b""
 
     block = bytearray(BLOCK_BYTES)  # reused: no fresh 8 MiB allocation (and page faults) per read
-    with open(inp.path, "rb") as f:
+    with _open_data(inp, progress) as (f, progress):
         while True:
             n = f.readinto(block)
             if n:
@@ -206,29 +313,37 @@ def _iter_jsonl(inp: Input, progress) -> Iterator[Record]:
 
 
 def _iter_json_array(inp: Input, progress) -> Iterator[Record]:
-    """Decode ``[obj, obj, ...]`` element by element with the stdlib's C scanner over a sliding text window."""
+    """Decode ``[obj, obj, ...]`` element by element with the stdlib's C scanner over a sliding text window.
+
+    Bytes that are not UTF-8 are decoded with ``surrogateescape``, so one bad byte is one rejected element (the one
+    whose text holds it), not a dead run; the check per element only runs once such a byte has been seen."""
     label = inp.label
     decoder = json.JSONDecoder()
-    utf8 = codecs.getincrementaldecoder("utf-8")()
+    utf8_decode = codecs.utf_8_decode
     raw_decode = decoder.raw_decode
     buf = ""
     pos = 0
     eof = False
     index = 0
-    with open(inp.path, "rb") as f:
+    pending = b""  # the start of a character cut by the block boundary
+    escaped = False  # some byte so far was not UTF-8
+    with _open_data(inp, progress) as (f, progress):
 
         def more() -> bool:
-            nonlocal buf, pos, eof
+            nonlocal buf, pos, eof, pending, escaped
             if eof:
                 return False
             chunk = f.read(BLOCK_BYTES)
             progress.update(len(chunk))
-            try:
-                text = utf8.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as exc:
-                raise R1sftError(f"{label}: element {index}: invalid UTF-8 ({exc.reason})") from None
             if not chunk:
                 eof = True
+            data = pending + chunk if pending else chunk
+            try:
+                text, used = utf8_decode(data, "strict", eof)
+            except UnicodeDecodeError:
+                text, used = utf8_decode(data, "surrogateescape", eof)
+                escaped = True
+            pending = data[used:]
             buf = buf[pos:] + text
             pos = 0
             return True
@@ -261,8 +376,13 @@ def _iter_json_array(inp: Input, progress) -> Iterator[Record]:
                             raise R1sftError(f"{label}: element {index}: truncated or malformed JSON array "
                                              f"({exc.msg})") from None
                     more()
-                pos = end
-                if type(data) is dict:
+                start, pos = pos, end
+                bad = _ESCAPED_BYTE.search(buf, start, end) if escaped else None
+                if bad is not None:
+                    yield Record(label, index, None, None, "json_error",
+                                 f"invalid UTF-8: byte 0x{ord(bad.group()) - 0xDC00:02x} at character "
+                                 f"{bad.start() - start} of the element")
+                elif type(data) is dict:
                     yield Record(label, index, None, data)
                 else:
                     yield Record(label, index, None, None, "wrong_type",

@@ -182,11 +182,15 @@ def openthoughts_metadata_conversation(row: dict) -> Conversation:
 
 
 def magpie_conversation(row: dict) -> Conversation:
-    """Magpie-Reasoning-V2: ``instruction``/``response`` (preferred) or ``conversations`` of human/gpt turns."""
-    if row.get("instruction") is not None or row.get("response") is not None:
-        instruction = _prompt(_get(row, "instruction"), "instruction")
-        return Conversation(exchanges=[(instruction, parse_reply(_text(_get(row, "response"), "response")))])
-    return conversation_from_turns(_get(row, "conversations"))
+    """Magpie-Reasoning-V2: ``instruction``/``response`` (preferred) or ``conversations`` of human/gpt turns.
+
+    ``conversations`` is used when ``instruction`` or ``response`` is null and it is there: it carries the same text.
+    """
+    instruction, response = row.get("instruction"), row.get("response")
+    if (instruction is None or response is None) and row.get("conversations") is not None:
+        return conversation_from_turns(row["conversations"])
+    instruction = _prompt(_get(row, "instruction"), "instruction")
+    return Conversation(exchanges=[(instruction, parse_reply(_text(_get(row, "response"), "response")))])
 
 
 def openr1_conversation(row: dict) -> Conversation:
