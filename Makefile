@@ -37,7 +37,16 @@ RECIPE ?= recipes/tiny-qwen3/lora_sft.yaml
 # are passed on as recipe keys (--set key=value).
 OWN_VARS := MODEL METHOD TEMPLATE GPUS NODES GPU_MEM CUTOFF GLOBAL_BATCH PACKING DEEPSPEED DATASET THINK SET RECIPE TORCH PYTHON \
   SOURCE INPUT OUTPUT ARGS MODEL_PATH DATA EVAL_ARGS
-EXTRA_SETS := $(foreach kv,$(MAKEOVERRIDES),$(if $(filter $(firstword $(subst =, ,$(kv))),$(OWN_VARS)),,$(kv)))
+# Their names come from `origin`, not from splitting MAKEOVERRIDES on spaces: values keep their spaces, and r1sft's
+# own variables (DATASET="a, b", SET="k=v k2=v2") never leak in.
+EXTRA_VARS := $(sort $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
+EXTRA_VARS := $(filter-out $(OWN_VARS) MAKEFLAGS MAKEOVERRIDES -*,$(EXTRA_VARS))
+# One shell word, whatever the text holds: 'it'\''s' for it's.
+quote = '$(subst ','\'',$(1))'
+# PACKING=1/yes/true/on in any case (make has no lower-case function: these are the letters the words use).
+lower = $(subst A,a,$(subst E,e,$(subst F,f,$(subst L,l,$(subst N,n,$(subst O,o,$(subst R,r,$(subst S,s,$(subst T,t,$(subst U,u,$(subst Y,y,$(1))))))))))))
+PACKING_ON := $(filter 1 yes true on,$(call lower,$(strip $(PACKING))))
+PACKING_BAD := $(if $(PACKING_ON)$(filter 0 no false off,$(call lower,$(strip $(PACKING)))),,$(strip $(PACKING)))
 
 .PHONY: help setup demo test lint tiny-models demo-data data recipe recipes check train merge learn eval bench bench-convert clean
 
@@ -63,12 +72,15 @@ data: setup ## convert a dataset: make data SOURCE=bespoke-stratos INPUT=... OUT
 	$(R1SFT) convert "$(SOURCE)" --input "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
 
 recipe: setup ## render recipes/<MODEL>/<METHOD>_sft.yaml (+ _merge.yaml); see README for the variables
-	$(R1SFT) recipe "$(MODEL)" --method "$(METHOD)" \
-	  $(if $(DATASET),--dataset "$(DATASET)") $(if $(GPUS),--gpus "$(GPUS)") $(if $(NODES),--nodes "$(NODES)") \
-	  $(if $(GPU_MEM),--gpu-mem "$(GPU_MEM)") $(if $(CUTOFF),--cutoff "$(CUTOFF)") \
-	  $(if $(GLOBAL_BATCH),--global-batch "$(GLOBAL_BATCH)") $(if $(DEEPSPEED),--deepspeed "$(DEEPSPEED)") \
-	  $(if $(THINK),--think "$(THINK)") $(if $(TEMPLATE),--template "$(TEMPLATE)") \
-	  $(if $(MODEL_PATH),--model-path "$(MODEL_PATH)") $(if $(filter 1 yes true on,$(PACKING)),--packing) $(foreach kv,$(SET) $(EXTRA_SETS),--set "$(kv)")
+	$(if $(PACKING_BAD),$(error PACKING=$(PACKING_BAD): expected 1, yes, true or on (or 0, no, false, off)))
+	$(R1SFT) recipe $(call quote,$(MODEL)) --method $(call quote,$(METHOD)) \
+	  $(if $(DATASET),--dataset $(call quote,$(DATASET))) $(if $(GPUS),--gpus $(call quote,$(GPUS))) \
+	  $(if $(NODES),--nodes $(call quote,$(NODES))) $(if $(GPU_MEM),--gpu-mem $(call quote,$(GPU_MEM))) \
+	  $(if $(CUTOFF),--cutoff $(call quote,$(CUTOFF))) $(if $(GLOBAL_BATCH),--global-batch $(call quote,$(GLOBAL_BATCH))) \
+	  $(if $(DEEPSPEED),--deepspeed $(call quote,$(DEEPSPEED))) $(if $(THINK),--think $(call quote,$(THINK))) \
+	  $(if $(TEMPLATE),--template $(call quote,$(TEMPLATE))) $(if $(MODEL_PATH),--model-path $(call quote,$(MODEL_PATH))) \
+	  $(if $(PACKING_ON),--packing) $(foreach kv,$(SET),--set $(call quote,$(kv))) \
+	  $(foreach v,$(EXTRA_VARS),--set $(call quote,$(v)=$($(v))))
 
 recipes: setup ## re-render the committed headline recipes
 	$(R1SFT) recipe --refresh-committed

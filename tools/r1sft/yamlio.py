@@ -11,13 +11,26 @@ import yaml
 from r1sft.errors import R1sftError
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A text file's contents; a missing, unreadable or non-UTF-8 file is a one-line R1sftError naming it."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise R1sftError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise R1sftError(f"{path}: is a folder, expected a file") from None
+    except UnicodeDecodeError as exc:
+        raise R1sftError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                         "save it as UTF-8") from None
+    except OSError as exc:
+        raise R1sftError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
 def load_yaml(path: str | os.PathLike) -> dict:
     """Read a YAML mapping with ``yaml.safe_load``; a missing file or bad YAML is a one-line R1sftError."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise R1sftError(f"{path}: no such file") from None
+    text = read_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -47,25 +60,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def parse_scalar(text: str):
-    """A command-line value as LLaMA-Factory's OmegaConf would read it: YAML 1.2 scalars.
+    """A command-line value as LLaMA-Factory will read the same text in a recipe: through OmegaConf's YAML loader.
 
-    PyYAML follows YAML 1.1, where ``no``/``yes``/``on``/``off`` are booleans and ``1e-4`` is text; OmegaConf (and
-    users) read ``save_strategy=no`` as the string "no" and ``1e-4`` as a number.
+    OmegaConf reads ``yes``/``no``/``on``/``off`` (any case) as booleans like YAML 1.1, but ``1e-4`` as a number and
+    ``2024-01-01`` as text. Asking OmegaConf itself keeps ``--set`` and the recipe it writes in agreement; text that is
+    not a valid YAML value (``a: b``, ``- x``) stays text.
     """
-    import re
+    from omegaconf import OmegaConf
 
     stripped = text.strip()
     if not stripped:
         return ""
-    if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", stripped):
-        return float(stripped)
     try:
-        value = yaml.safe_load(stripped)
-    except yaml.YAMLError:
+        return OmegaConf.to_container(OmegaConf.create(f"v: {stripped}"))["v"]
+    except Exception:  # noqa: BLE001 - yaml and OmegaConf errors alike: not a YAML value, so the text itself
         return text
-    if isinstance(value, bool) and stripped.lower() not in ("true", "false"):
-        return text
-    return value
 
 
 def parse_assignments(items: list[str], what: str) -> dict:

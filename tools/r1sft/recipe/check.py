@@ -40,25 +40,34 @@ class _Recipe:
 
 
 def _load(shown: str, path: Path) -> _Recipe:
-    """Read a recipe the way LLaMA-Factory does (OmegaConf), plus r1sft's ``# r1sft:`` header line."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
+    """Read a recipe file the way LLaMA-Factory does (OmegaConf), plus r1sft's ``# r1sft:`` header line."""
     recipe = _Recipe(shown=shown, path=path)
     if not path.is_file():
         recipe.problem("no such file")
         return recipe
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        recipe.problem(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8")
+        return recipe
+    except OSError as exc:
+        recipe.problem(f"cannot read it ({exc.strerror or exc})")
+        return recipe
+    return _parse(recipe, text)
+
+
+def _parse(recipe: _Recipe, text: str) -> _Recipe:
+    """Fill ``recipe`` from its YAML text, or record why LLaMA-Factory could not read it."""
+    from omegaconf import OmegaConf
+
     try:
         args = OmegaConf.to_container(OmegaConf.create(text), resolve=True)
-    except (OmegaConfBaseException, ValueError) as exc:  # yaml errors surface as ValueError subclasses too
-        recipe.problem(f"not valid YAML: {str(exc).splitlines()[0]}")
-        return recipe
-    except Exception as exc:  # noqa: BLE001 - yaml.YAMLError and friends: report, never crash
-        recipe.problem(f"not valid YAML: {str(exc).splitlines()[0]}")
+    except Exception as exc:  # noqa: BLE001 - OmegaConf and yaml errors alike: report, never crash
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        recipe.problem(f"not valid YAML: {message}")
         return recipe
     if not isinstance(args, dict):
-        recipe.problem("expected a mapping of LLaMA-Factory arguments")
+        recipe.problem(f"expected a mapping of LLaMA-Factory arguments, got {type(args).__name__}")
         return recipe
     recipe.args = {str(k): v for k, v in args.items()}
     match = HEADER.search(text)
@@ -213,6 +222,26 @@ def _check_packing(recipe: _Recipe, header: dict, packs: int, global_batch: int,
                        f"header's global batch {global_batch}")
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # other types: the type check reports
+
+
+def _check_numbers(recipe: _Recipe) -> None:
+    """Values the parser takes without a word but that cannot train: a zero batch, a negative rate, no epochs."""
+    args = recipe.args
+    for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "cutoff_len"):
+        value = args.get(key)
+        if _number(value) and value < 1:
+            recipe.problem(f"{key} is {value}: expected a positive integer")
+    lr = args.get("learning_rate")
+    if _number(lr) and lr < 0:
+        recipe.problem(f"learning_rate is {lr}: expected a positive number (for example 1e-5)")
+    epochs, max_steps = args.get("num_train_epochs", 3.0), args.get("max_steps", -1)
+    if _number(epochs) and epochs <= 0 and not (_number(max_steps) and max_steps > 0):
+        recipe.problem(f"num_train_epochs is {epochs} and no max_steps: nothing would be trained; "
+                       "expected num_train_epochs > 0 or max_steps > 0")
+
+
 def _check_batch(recipe: _Recipe) -> None:
     if recipe.args.get("packing") and not recipe.args.get("neat_packing"):
         recipe.problem("packing: true without neat_packing: true lets packed samples attend to each other "
@@ -227,8 +256,8 @@ def _check_batch(recipe: _Recipe) -> None:
         return
     pdb = recipe.args.get("per_device_train_batch_size", 8)  # transformers' default
     ga = recipe.args.get("gradient_accumulation_steps", 1)
-    if not (isinstance(pdb, int) and isinstance(ga, int)):
-        return  # the type check reports it
+    if not (isinstance(pdb, int) and isinstance(ga, int)) or pdb < 1 or ga < 1:
+        return  # the type and number checks report it
     ranks = max(1, gpus) * nodes
     total = pdb * ga * ranks
     if recipe.args.get("packing"):
@@ -324,14 +353,7 @@ def _sibling(path: Path, kind: str) -> Path | None:
     return None
 
 
-def check_recipes(recipe_paths: list[str | Path], *, root: Path | None = None) -> list[str]:
-    """Problems (``path: message`` lines) in the given recipes; an empty list when all pass.
-
-    Training and merge recipes are paired: a merge given alongside its training recipe (``X_sft.yaml`` and
-    ``X_merge.yaml``, or the only one of each), else the sibling file on disk, is checked against it.
-    """
-    root = root or paths.REPO_ROOT
-    recipes = [_load(str(p), Path(p)) for p in recipe_paths]
+def _check_each(recipes: list[_Recipe], root: Path) -> None:
     for recipe in recipes:
         if not recipe.loaded:
             continue
@@ -341,9 +363,13 @@ def check_recipes(recipe_paths: list[str | Path], *, root: Path | None = None) -
         if recipe.is_export:
             _check_export(recipe)
         else:
+            _check_numbers(recipe)
             _check_datasets(recipe, root)
             _check_batch(recipe)
 
+
+def _pair_up(recipes: list[_Recipe], *, siblings_on_disk: bool) -> list[_Recipe]:
+    """Check each merge recipe against its training recipe; returns the siblings read from disk for it."""
     trains = [r for r in recipes if r.loaded and not r.is_export]
     merges = [r for r in recipes if r.loaded and r.is_export]
     extra: list[_Recipe] = []
@@ -353,21 +379,48 @@ def check_recipes(recipe_paths: list[str | Path], *, root: Path | None = None) -
         match = next((m for m in merges if sibling and m.path.resolve() == sibling.resolve()), None)
         if match is None and len(trains) == 1 and len(merges) == 1:
             match = merges[0]
-        if match is None and sibling and sibling.is_file():
+        if match is None and siblings_on_disk and sibling and sibling.is_file():
             match = _load(str(sibling), sibling)
             extra.append(match)
         if match is not None and match.loaded:
             _check_pair(train, match)
             paired.add(id(match))
     for merge in merges:
-        if id(merge) in paired:
+        if id(merge) in paired or not siblings_on_disk:
             continue
         sibling = _sibling(merge.path, "train")
         if sibling and sibling.is_file():
             train = _load(str(sibling), sibling)
             if train.loaded and not train.is_export:
                 _check_pair(train, merge)
+    return extra
+
+
+def check_recipes(recipe_paths: list[str | Path], *, root: Path | None = None) -> list[str]:
+    """Problems (``path: message`` lines) in the given recipes; an empty list when all pass.
+
+    Training and merge recipes are paired: a merge given alongside its training recipe (``X_sft.yaml`` and
+    ``X_merge.yaml``, or the only one of each), else the sibling file on disk, is checked against it.
+    """
+    root = root or paths.REPO_ROOT
+    recipes = [_load(str(p), Path(p)) for p in recipe_paths]
+    _check_each(recipes, root)
+    extra = _pair_up(recipes, siblings_on_disk=True)
     return [line for recipe in recipes + extra for line in recipe.problems]
+
+
+def check_texts(files: dict[Path, str], *, root: Path | None = None, shown: dict[Path, str] | None = None) -> list[str]:
+    """``check_recipes`` for recipes not yet written: {path it will have: YAML text}, as ``render_recipe`` returns.
+
+    The same checks, but a merge recipe is paired only with a training recipe among ``files``: files already on
+    disk are about to be replaced, so they say nothing about these. ``shown`` names the files in problems.
+    """
+    root = root or paths.REPO_ROOT
+    shown = shown or {}
+    recipes = [_parse(_Recipe(shown=shown.get(path, str(path)), path=Path(path)), text) for path, text in files.items()]
+    _check_each(recipes, root)
+    _pair_up(recipes, siblings_on_disk=False)
+    return [line for recipe in recipes for line in recipe.problems]
 
 
 def check_recipe(path: str | Path, *, root: Path | None = None) -> list[str]:

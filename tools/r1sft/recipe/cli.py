@@ -92,6 +92,7 @@ def run_recipe(args: argparse.Namespace) -> int:
     for request in requests:
         plan = plan_recipe(request, data_dir=args.data_dir.resolve() if args.data_dir else None)
         files = render_recipe(plan)
+        _check_before_writing(files)
         if args.print_only:
             for text in files.values():
                 sys.stdout.write(text)
@@ -106,6 +107,22 @@ def run_recipe(args: argparse.Namespace) -> int:
         if plan.merge_path:
             print(f"  merge:  llamafactory-cli export {_shown(plan.merge_path)}")
     return 0
+
+
+def _check_before_writing(files: dict[Path, str]) -> None:
+    """Run ``r1sft check`` on the rendered text, so ``r1sft recipe`` never writes a recipe that check rejects.
+
+    An override (``--set``) can contradict the method (``quantization_bit`` on full SFT): the planner passes it on,
+    LLaMA-Factory's parser is what refuses it. Problems go to stderr, one a line, and nothing is written.
+    """
+    from r1sft.recipe.check import check_texts
+
+    problems = check_texts(files, shown={path: _shown(path) for path in files})
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise R1sftError(f"the rendered recipe fails r1sft check ({count} above); nothing written")
 
 
 def _shown(path: Path) -> str:
