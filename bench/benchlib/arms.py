@@ -139,7 +139,7 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
     if not ctx.cpu:  # the hooks r1sft's launcher turns on for this config (lf_run.py installs them)
         from r1sft.launch import hook_switches
 
-        env = {**env, **hook_switches(config, env)}
+        env = {**env, **hook_switches(config, env, plan.uncheckpointed_layers)}
     arm = Arm(name, config, env=env, note=note or ("r1sft plan_recipe: " + plan.make_command),
               plan_summary=plan.summary(), memory_estimate=plan.memory, packed=packing)
     if overrides:
@@ -334,6 +334,34 @@ VARIANTS.update({
     "planned_packing_liger_default": lambda ctx: planned(
         ctx, "planned_packing_liger_default", {**launcher_env(), **LIGER_DEFAULT_CHUNKS},
         "planned + packing, liger's default cross-entropy chunks", packing=True),
+})
+
+
+# LoRA without DeepSpeed: fp32 adapters under autocast, as r1sft's DDP recipes for several GPUs train them;
+# r1sft.lora_input_cast on (the launcher's default there) or off (PEFT's fp32 copy of every adapted layer's input).
+PEFT_INPUT_CAST = {"R1SFT_LORA_INPUT_CAST": "off"}
+
+
+def _keep_layers(ctx: Context, name: str, layers: int) -> Arm:
+    """The packed plan with r1sft.partial_checkpointing: the last ``layers`` layers not checkpointed (0: all)."""
+    what = f"the last {layers} layers without" if layers else "every layer with"
+    return planned(ctx, name, {**launcher_env(), "R1SFT_UNCHECKPOINTED_LAYERS": str(layers)},
+                   f"planned + packing, {what} gradient checkpointing", packing=True)
+
+
+VARIANTS.update({
+    "planned_packing_autocast": lambda ctx: planned(
+        ctx, "planned_packing_autocast", None, "planned + packing, no DeepSpeed: fp32 adapters under autocast",
+        packing=True, deepspeed="none"),
+    "planned_packing_autocast_peft_cast": lambda ctx: planned(
+        ctx, "planned_packing_autocast_peft_cast", {**launcher_env(), **PEFT_INPUT_CAST},
+        "planned + packing, no DeepSpeed, PEFT's fp32 input copies", packing=True, deepspeed="none"),
+    "planned_packing_gc_all": lambda ctx: _keep_layers(ctx, "planned_packing_gc_all", 0),
+    "planned_gc_all": lambda ctx: planned(ctx, "planned_gc_all", {**launcher_env(), "R1SFT_UNCHECKPOINTED_LAYERS": "0"},
+                                          "planned, every layer checkpointed"),
+    "planned_packing_keep4": lambda ctx: _keep_layers(ctx, "planned_packing_keep4", 4),
+    "planned_packing_keep8": lambda ctx: _keep_layers(ctx, "planned_packing_keep8", 8),
+    "planned_packing_keep12": lambda ctx: _keep_layers(ctx, "planned_packing_keep12", 12),
 })
 
 

@@ -238,12 +238,9 @@ def main() -> int:
 
     with open(args.config) as fh:
         config = yaml.safe_load(fh)
-    from r1sft import liger_chunking, packed_attention
+    from r1sft import hooks
 
-    if packed_attention.enabled_by_env():  # what r1sft's launcher hook does
-        packed_attention.install()
-    if liger_chunking.enabled_by_env():
-        liger_chunking.install()
+    hooks.install_from_env()  # what r1sft's launcher's start-up hook does
     callback = BenchCallback(args.start, args.end, args.profile_steps, args.result, {"t0": t0})
     run_exp(args=config, callbacks=[callback])
     if int(os.environ.get("RANK", "0")) == 0:

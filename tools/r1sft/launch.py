@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from r1sft import liger_chunking, packed_attention
+from r1sft import hooks, liger_chunking, lora_input_cast, packed_attention, partial_checkpointing
 from r1sft.errors import R1sftError
 from r1sft.paths import REPO_ROOT
 from r1sft.yamlio import atomic_write_text, load_yaml, parse_assignments
@@ -29,7 +29,7 @@ DEFAULT_MASTER_PORT = "29500"
 # Set for GPU runs unless the user set them: expandable segments cut the peak of long, variable-length R1 batches by
 # ~15 GiB on an H100 (Qwen2.5-1.5B full SFT at 16k, docs/performance.md) and made steps ~6% faster.
 PERFORMANCE_ENV = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
-HOOKS_DIR = Path(__file__).resolve().parent / "_hooks"  # its sitecustomize.py installs the two modules below
+HOOKS_DIR = Path(__file__).resolve().parent / "_hooks"  # its sitecustomize.py installs r1sft.hooks.HOOKS
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -72,10 +72,15 @@ def visible_gpu_count() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def hook_switches(config: dict, environ: Mapping[str, str]) -> dict[str, str]:
+def hook_switches(config: dict, environ: Mapping[str, str], uncheckpointed_layers: int = 0) -> dict[str, str]:
     """The environment variables that turn on the start-up hooks (``_hooks/sitecustomize.py``) a run of ``config``
-    needs; a value already in ``environ`` (``off``) wins. The launcher and the benchmark both use it."""
+    needs; a value already in ``environ`` (``off``, ``0``) wins. The launcher and the benchmark both use it.
+    ``uncheckpointed_layers``: what ``r1sft.recipe.plan.uncheckpointed_layers`` allows for this config."""
     switches = {}
+    if uncheckpointed_layers > 0 and not config.get("disable_gradient_checkpointing") and not config.get("use_cpu"):
+        # memory left over by checkpointing keeps the last layers whole: no recomputation for them (+8% tokens/s
+        # for 8 of 28 layers, Qwen2.5-7B LoRA on an H100). R1SFT_UNCHECKPOINTED_LAYERS=0 checkpoints every layer.
+        switches[partial_checkpointing.ENV_VAR] = environ.get(partial_checkpointing.ENV_VAR, str(uncheckpointed_layers))
     if config.get("neat_packing"):
         # LLaMA-Factory keeps packed samples apart with a dense 4D mask under sdpa; r1sft.packed_attention runs the
         # same mask as varlen attention (5x faster attention on an H100). R1SFT_PACKED_ATTENTION=off opts out.
@@ -84,11 +89,47 @@ def hook_switches(config: dict, environ: Mapping[str, str]) -> dict[str, str]:
         # liger's fused cross-entropy in 8 chunks instead of 64 at 16k tokens (-80 ms per 16k tokens of full SFT
         # of Qwen2.5-1.5B on an H100, same loss and gradients). R1SFT_LIGER_CHUNKING=off keeps liger's default.
         switches[liger_chunking.ENV_VAR] = environ.get(liger_chunking.ENV_VAR, "budget")
+    mixed_precision = (config.get("bf16") or config.get("fp16")) and not config.get("pure_bf16")
+    if (config.get("finetuning_type", "lora") == "lora" and mixed_precision and not config.get("deepspeed")
+            and not config.get("use_cpu")):
+        # fp32 adapters under autocast (no DeepSpeed: DDP on several GPUs, or deepspeed none): PEFT copies every
+        # adapted layer's input to fp32 and autocast casts it back; its QLoRA layers already skip that.
+        # R1SFT_LORA_INPUT_CAST=off keeps PEFT's copies.
+        switches[lora_input_cast.ENV_VAR] = environ.get(lora_input_cast.ENV_VAR, "autocast")
     return switches
 
 
-def launch_environment(config: dict, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment LLaMA-Factory's launcher needs for this config on this machine."""
+def recipe_header(recipe: Path) -> dict[str, str]:
+    """The ``# r1sft: key=value ...`` fields of a recipe r1sft wrote ({} for any other)."""
+    from r1sft.recipe.check import HEADER
+
+    match = HEADER.search(recipe.read_text(encoding="utf-8", errors="replace"))
+    return dict(part.split("=", 1) for part in match.group("fields").split() if "=" in part) if match else {}
+
+
+def _uncheckpointed_layers(config: dict, header: Mapping[str, str], world: int) -> int:
+    """Layers to leave uncheckpointed, recomputed for the config as launched (edits and overrides included) from
+    the preset and GPU memory r1sft planned for; 0 for recipes r1sft did not plan."""
+    if not header.get("preset") or config.get("disable_gradient_checkpointing") or config.get("use_cpu"):
+        return 0
+    from r1sft.presets import get_preset, with_local_shape
+    from r1sft.recipe.plan import uncheckpointed_layers
+
+    try:
+        preset = get_preset(header["preset"])
+        folder = Path(str(config.get("model_name_or_path", "")))
+        if folder.is_dir():
+            preset = with_local_shape(preset, folder)
+        return uncheckpointed_layers(config, preset, float(header.get("gpu_mem", 80)), world)
+    except (R1sftError, ValueError, KeyError) as exc:
+        print(f"r1sft: every layer checkpointed ({exc})", file=sys.stderr)
+        return 0
+
+
+def launch_environment(config: dict, environ: dict[str, str] | None = None, header: Mapping[str, str] | None = None
+                       ) -> dict[str, str]:
+    """The environment LLaMA-Factory's launcher needs for this config on this machine (``header``: the recipe's
+    ``# r1sft:`` fields, where r1sft planned it)."""
     env = dict(os.environ if environ is None else environ)
     nnodes = int(env.get("NNODES", "1") or 1)
     if not env.get("NPROC_PER_NODE"):
@@ -100,9 +141,10 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None) -> d
     if not config.get("use_cpu"):
         for key, value in PERFORMANCE_ENV.items():
             env.setdefault(key, value)
-    switches = hook_switches(config, env)
+    world = nproc * nnodes
+    switches = hook_switches(config, env, _uncheckpointed_layers(config, header or {}, world))
     env.update(switches)
-    if packed_attention.enabled_by_env(switches) or liger_chunking.enabled_by_env(switches):
+    if hooks.any_enabled(switches):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HOOKS_DIR), env.get("PYTHONPATH", "")]))
     env["NNODES"] = str(nnodes)
     env.setdefault("NODE_RANK", "0")
@@ -168,7 +210,7 @@ def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool
             for problem in problems:
                 print(f"r1sft check: {problem}", file=sys.stderr)
             return 2
-    env = launch_environment(config)
+    env = launch_environment(config, header=recipe_header(recipe_path))
     log_path = Path(config["output_dir"]) / f"train.node{env['NODE_RANK']}.log"
     print(f"r1sft: NNODES={env['NNODES']} NODE_RANK={env['NODE_RANK']} NPROC_PER_NODE={env['NPROC_PER_NODE']} "
           f"FORCE_TORCHRUN={env.get('FORCE_TORCHRUN', '0')} MASTER_ADDR={env['MASTER_ADDR']} "

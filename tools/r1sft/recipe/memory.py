@@ -41,6 +41,9 @@ GIB = 1024**3
 
 # Measured/actual ratio for activations (see module docstring): fragmentation and uncounted temporaries.
 ACTIVATION_FACTOR = 1.2
+# LoRA's count is what an H100 measured (Qwen2.5-7B, 16k-token packs: 3.4 GiB per layer kept whole, 228 KB per
+# token; docs/performance.md update 5); 5% for the allocator. QLoRA and DoRA keep the general factor.
+LORA_ACTIVATION_FACTOR = 1.05
 # Bytes per (token x vocabulary entry) held around the loss without a fused cross-entropy.
 LOGIT_BYTES = 12
 # CUDA context, cuBLAS/NCCL workspaces and the caching allocator's slack that every process pays.
@@ -92,13 +95,19 @@ def activation_bytes_per_token_layer(
     h, q, i = shape.hidden, shape.q_dim, shape.intermediate
     # With a padding mask (micro batch > 1) transformers repeats k/v to every head before SDPA.
     kv = shape.kv_dim if micro_batch == 1 else q
-    # fp32 input copy, normalised output, cast for the linear; liger's fused norm keeps fp32 input + one bf16 copy
-    norm = 4 * h + act_bytes * h if liger else 4 * h + residual_bytes * h + act_bytes * h
+    # A frozen linear (LoRA's base layers) keeps no input for backward: autograd saves a matmul operand only for
+    # the other operand's gradient. H100, Qwen2.5-7B LoRA: 228 KB per token and layer measured, as counted here.
+    linear_input = act_bytes if method == "full" else 0
+    # fp32 input copy, normalised output, cast for the linear; liger's fused norm keeps its input (+ the linear's)
+    norm = residual_bytes * h + linear_input * h if liger else 4 * h + residual_bytes * h + linear_input * h
+    if liger and method == "full":
+        norm = 4 * h + act_bytes * h  # calibrated on Qwen2.5-1.5B full SFT (docs/performance.md)
     total = 2 * norm
     if shape.qk_norm:
         total += (4 + act_bytes) * (q + shape.kv_dim)
-    total += act_bytes * (3 * q + 2 * kv)  # q and k after RoPE, v, SDPA output, o_proj's contiguous input
-    total += (3 if liger else 4) * act_bytes * i  # gate, SiLU(gate) (not kept by liger), up, product
+    total += act_bytes * (2 * q + 2 * kv) + linear_input * q  # q, k after RoPE, v, SDPA output; o_proj's input
+    # gate, SiLU(gate) (not kept by liger), up; their product is the down projection's input
+    total += (2 if liger else 3) * act_bytes * i + linear_input * i
     if method in ("lora", "qlora", "dora") and lora_dropout > 0:
         total += (act_bytes + 1) * sum(fan_in for _, fan_in, _ in shape.linears())  # dropout output + mask
     if method == "dora":
@@ -123,12 +132,15 @@ def estimate_memory(
     lora_dropout: float = 0.05,
     resize_vocab: bool = False,
     gpus_per_node: int | None = None,
+    uncheckpointed_layers: int = 0,
 ) -> MemoryEstimate:
     """Peak bytes of one training process for ``method`` (full, lora, qlora, dora).
 
     ``zero_stage`` None means no DeepSpeed (plain PyTorch/DDP); 0, 2 or 3 a DeepSpeed ZeRO stage, ``offload``
     ZeRO-3 with optimizer and parameters in host RAM. ``seq_len`` is the longest sample (cutoff_len) and
     ``micro_batch`` the per-device batch, so T = seq_len x micro_batch tokens are live at once.
+    ``uncheckpointed_layers``: with checkpointing, that many layers keep all their activations
+    (r1sft.partial_checkpointing).
     """
     if method not in ("full", "lora", "qlora", "dora"):
         raise ValueError(f"unknown method {method!r}")
@@ -197,7 +209,8 @@ def estimate_memory(
     # ---- activations ---------------------------------------------------------------------------------------
     # Full SFT without DeepSpeed runs under autocast with fp32 weights: the residual stream is fp32.
     residual = 4 if (method == "full" and zero_stage is None) or not bf16 else 2
-    per_layer = ACTIVATION_FACTOR * activation_bytes_per_token_layer(
+    factor = LORA_ACTIVATION_FACTOR if method == "lora" else ACTIVATION_FACTOR
+    per_layer = factor * activation_bytes_per_token_layer(
         shape,
         method=method,
         residual_bytes=residual,
@@ -207,7 +220,9 @@ def estimate_memory(
         liger=liger and on_gpu,
     )
     if gradient_checkpointing:
-        activations = tokens * (shape.layers * residual * shape.hidden + per_layer)
+        kept = min(max(uncheckpointed_layers, 0), shape.layers)
+        recomputed = per_layer if kept < shape.layers else 0.0  # one layer's activations while it is recomputed
+        activations = tokens * ((shape.layers - kept) * residual * shape.hidden + kept * per_layer + recomputed)
     else:
         activations = tokens * shape.layers * per_layer
     activations += tokens * 4 * shape.hidden * 2  # embedding output and final norm

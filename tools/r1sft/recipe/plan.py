@@ -83,6 +83,7 @@ class Plan:
     liger: bool
     memory: MemoryEstimate
     samples_per_pack: float | None  # None: not packed
+    uncheckpointed_layers: int  # of the last layers, run without checkpointing under `r1sft train`
     train: dict[str, Any]
     extra_keys: list[str]  # --set keys the templates do not place: rendered at the end of their section
     merge: dict[str, Any] | None
@@ -195,6 +196,34 @@ def _divisors_desc(n: int) -> list[int]:
 
 def _fmt_gib(value: float) -> str:
     return f"{value / GIB:.1f} GiB"
+
+
+def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: int) -> int:
+    """How many of the last decoder layers ``r1sft train`` can run without gradient checkpointing for ``config``
+    (a LLaMA-Factory training config) within the memory budget: 0 where checkpointing is off, on CPU, or nothing
+    more fits. The planner writes it in the recipe's header; the launcher recomputes it for the config it launches
+    (edits and overrides included) and hands it to r1sft.partial_checkpointing."""
+    if config.get("disable_gradient_checkpointing") or config.get("use_cpu") or preset.tiny:
+        return 0
+    if (config.get("finetuning_type", "lora") != "lora" or config.get("quantization_bit") or config.get("use_dora")
+            or config.get("pure_bf16")):
+        # measured for LoRA only (docs/performance.md update 5); the other methods' counts carry more margin
+        return 0
+    method = "lora"
+    stage, offload = ZERO[_deepspeed_from_path(str(config["deepspeed"]))] if config.get("deepspeed") else (None, False)
+    args = dict(
+        method=method, seq_len=int(config.get("cutoff_len", 2048)),
+        micro_batch=int(config.get("per_device_train_batch_size", 8)), world_size=max(1, world),
+        zero_stage=stage, offload=offload, gradient_checkpointing=True,
+        liger=bool(config.get("enable_liger_kernel")), lora_rank=int(config.get("lora_rank", 8)),
+        lora_dropout=float(config.get("lora_dropout", 0.0)), resize_vocab=bool(config.get("add_special_tokens")),
+    )
+    budget = gpu_mem * GIB * HEADROOM
+    kept = 0
+    while kept < preset.shape.layers - 1 and estimate_memory(
+            preset.shape, **args, uncheckpointed_layers=kept + 1).peak <= budget:
+        kept += 1
+    return kept
 
 
 def _deepspeed_from_path(value: str) -> str:
@@ -311,6 +340,9 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     # ---- per-device batch, DeepSpeed, checkpointing: the smallest machinery that fits --------------------
     fixed_pdb = overrides.pop("per_device_train_batch_size", None)
     fixed_ga = overrides.pop("gradient_accumulation_steps", None)
+    for key, value in (("per_device_train_batch_size", fixed_pdb), ("gradient_accumulation_steps", fixed_ga)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise R1sftError(f"--set {key}={value}: expected a whole number of at least 1")
     if fixed_pdb is not None and fixed_ga is not None and int(fixed_pdb) * int(fixed_ga) * world != global_batch:
         raise R1sftError(
             f"per_device_train_batch_size {fixed_pdb} x gradient_accumulation_steps {fixed_ga} x {world} ranks = "
@@ -560,8 +592,6 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     if samples_per_pack is not None:
         train["packing"] = True
         train["neat_packing"] = True
-    if not cpu:
-        train["tokenized_path"] = f".cache/tokenized/{preset.name}-{template}-{'+'.join(datasets)}-{cutoff}"
     train["preprocessing_num_workers"] = 1 if cpu else 16
     train["dataloader_num_workers"] = 0 if cpu else 4
     # output
@@ -608,8 +638,6 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         why["enable_thinking"] = "train the <think> block; turns without one get an empty block"
     elif template == "qwen3_nothink":
         why["template"] = "THINK=off: plain ChatML, no <think> handling"
-    if "tokenized_path" in train:
-        why["tokenized_path"] = "tokenize once, reuse: delete it after changing the data"
     why["ddp_timeout"] = "rank 0 tokenizes everything first: keep the other ranks from timing out"
     why["report_to"] = "loss curves: tensorboard --logdir <output_dir>/runs"
     if cpu:
@@ -634,6 +662,23 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         for key, value in overrides.items():
             train[key] = value
             why[key] = "set on the command line"
+    if not cpu and "tokenized_path" not in train:
+        # LLaMA-Factory reuses a tokenized_path as it is ("will ignore other data arguments"): one folder per set
+        # of everything tokenization depends on, so a packed and an unpacked recipe never share one.
+        train["tokenized_path"] = _tokenized_path(train, preset.name, datasets)
+        why["tokenized_path"] = "tokenize once, reuse: delete it after changing the data"
+
+    # ---- partial checkpointing: the layers memory still holds run without it (under `r1sft train`) ----------
+    kept = uncheckpointed_layers(train, preset, gpu_mem, world) if gc else 0
+    if kept:
+        est = estimate_memory(shape, zero_stage=ZERO[ds][0] if ds else None, offload=ZERO[ds][1] if ds else False,
+                              gradient_checkpointing=True, micro_batch=pdb, uncheckpointed_layers=kept,
+                              **{**memory_args, "seq_len": int(train["cutoff_len"])})
+        why["disable_gradient_checkpointing"] += (
+            f"; r1sft train leaves the last {kept} of {shape.layers} layers uncheckpointed")
+        reasons.append(f"partial checkpointing: under r1sft train the last {kept} of {shape.layers} layers keep their "
+                       f"activations and skip recomputation ({_fmt_gib(est.peak)} per GPU; R1SFT_UNCHECKPOINTED_LAYERS=0 "
+                       "checkpoints all)")
 
     # ---- merge (export) recipe for adapters --------------------------------------------------------------
     merge = None
@@ -645,8 +690,10 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
             "finetuning_type": "lora",
             "trust_remote_code": False,
         }
-        if "add_special_tokens" in train:
-            merge["add_special_tokens"] = train["add_special_tokens"]
+        # the merged model must be built with the tokenizer and model settings training used
+        for key in ("trust_remote_code", "add_tokens", "add_special_tokens", "resize_vocab"):
+            if key in train:
+                merge[key] = train[key]
         merge.update(
             {
                 "export_dir": f"{method_dir}/merged",
@@ -681,6 +728,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         liger=liger,
         memory=est,
         samples_per_pack=samples_per_pack,
+        uncheckpointed_layers=kept,
         train=train,
         extra_keys=extra_keys,
         merge=merge,
@@ -692,6 +740,23 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         sft_path=sft_path,
         merge_path=merge_path,
     )
+
+
+# What LLaMA-Factory's tokenized dataset depends on (besides the data files themselves).
+TOKENIZATION_KEYS = ("model_name_or_path", "template", "dataset", "dataset_dir", "cutoff_len", "packing",
+                     "neat_packing", "enable_thinking", "add_tokens", "add_special_tokens", "mask_history",
+                     "train_on_prompt", "max_samples", "tool_format", "default_system")
+
+
+def _tokenized_path(train: dict, preset_name: str, datasets: list[str]) -> str:
+    import hashlib
+    import json
+
+    settings = json.dumps({key: train.get(key) for key in TOKENIZATION_KEYS}, sort_keys=True, default=str)
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:8]
+    packed = "-packed" if train.get("packing") else ""
+    return (f".cache/tokenized/{preset_name}-{train['template']}-{'+'.join(datasets)}-{train['cutoff_len']}"
+            f"{packed}-{digest}")
 
 
 def _split(value: Any) -> list[str] | None:
