@@ -50,9 +50,20 @@ def _omegaconf(text: str):
 # 1. --set values and run_sft.sh overrides -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("text", ["off", "Off", "OFF", "no", "NO", "on", "yes", "Yes", "true", "False"])
-def test_yes_no_on_off_are_booleans_as_in_llamafactory(text):
-    assert _omegaconf(text) is (text.lower() in ("on", "yes", "true"))  # what OmegaConf really does
-    assert parse_scalar(text) is _omegaconf(text)
+def test_yes_no_on_off_are_booleans_for_bool_fields_and_text_elsewhere(text):
+    from r1sft.recipe import lf
+
+    assert _omegaconf(text) is (text.lower() in ("on", "yes", "true"))  # what OmegaConf does: a bool everywhere
+    value = parse_scalar(text)
+    coerced = lf.coerce_booleans({"enable_liger_kernel": value, "save_strategy": value}, lf.TRAIN)
+    assert coerced["enable_liger_kernel"] is _omegaconf(text)  # LLaMA-Factory's bool fields read it as OmegaConf does
+    if text.lower() not in ("true", "false"):
+        assert coerced["save_strategy"] == text  # save_strategy=no stays the strategy "no"
+
+
+def test_save_strategy_no_renders_the_string(tmp_path):
+    assert main(["recipe", "qwen3-8b", "--set", "save_strategy=no", "--out-dir", str(tmp_path)]) == 0
+    assert OmegaConf.load(tmp_path / "qwen3-8b" / "lora_sft.yaml").save_strategy == "no"
 
 
 @pytest.mark.parametrize("text", ["1e-4", "2e5", "64", "0.05", "null", "2024-01-01", "cosine", "y"])

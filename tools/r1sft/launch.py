@@ -42,7 +42,9 @@ def parse_overrides(pairs: list[str]) -> dict:
         if any(ch.isspace() for ch in value):
             raise R1sftError(f"override {pair!r}: values cannot contain spaces (LLaMA-Factory's launcher splits "
                              "its arguments on spaces); edit the recipe instead")
-    return parse_assignments(pairs, "override")
+    from r1sft.recipe import lf
+
+    return lf.coerce_booleans(parse_assignments(pairs, "override"), lf.TRAIN)
 
 
 def newest_checkpoint(output_dir: Path) -> Path | None:
@@ -126,16 +128,46 @@ def _uncheckpointed_layers(config: dict, header: Mapping[str, str], world: int) 
         return 0
 
 
+def _count(env: Mapping[str, str], key: str, default: str, least: int = 1) -> int:
+    value = (env.get(key) or default).strip()
+    if not value.isdigit() or int(value) < least:
+        raise R1sftError(f"{key}={value}: expected a whole number of at least {least}")
+    return int(value)
+
+
+def world_size_warning(header: Mapping[str, str], env: Mapping[str, str]) -> str | None:
+    """A line when the launch's processes differ from those the recipe's global batch was planned for."""
+    try:
+        planned = max(1, int(header["gpus"])) * max(1, int(header.get("nodes", 1)))
+        batch = int(header["global_batch"])
+    except (KeyError, ValueError):
+        return None
+    actual = int(env["NPROC_PER_NODE"]) * int(env["NNODES"])
+    if actual == planned:
+        return None
+    return (f"r1sft: warning: the recipe plans a global batch of {batch} for {planned} process"
+            f"{'es' if planned > 1 else ''}; this launch runs {actual}, so each optimizer step holds "
+            f"{batch * actual // planned} samples (re-render it for this hardware: make recipe ... GPUS= NODES=)")
+
+
 def launch_environment(config: dict, environ: dict[str, str] | None = None, header: Mapping[str, str] | None = None
                        ) -> dict[str, str]:
     """The environment LLaMA-Factory's launcher needs for this config on this machine (``header``: the recipe's
     ``# r1sft:`` fields, where r1sft planned it)."""
     env = dict(os.environ if environ is None else environ)
-    nnodes = int(env.get("NNODES", "1") or 1)
+    nnodes = _count(env, "NNODES", "1")
+    if nnodes > 1:
+        missing = [key for key in ("MASTER_ADDR", "NODE_RANK") if not env.get(key)]
+        if missing:  # the defaults (127.0.0.1, rank 0 everywhere) would leave every node waiting for the others
+            raise R1sftError(f"NNODES={nnodes}: set {' and '.join(missing)} on every node (MASTER_ADDR: the address "
+                             f"of the node with NODE_RANK=0; NODE_RANK: 0..{nnodes - 1}, one per node)")
+        rank = _count(env, "NODE_RANK", "0", least=0)
+        if rank >= nnodes:
+            raise R1sftError(f"NODE_RANK={rank}: expected 0..{nnodes - 1} for NNODES={nnodes}")
     if not env.get("NPROC_PER_NODE"):
         # A CPU recipe (use_cpu) plans its global batch for one process, whatever GPUs the machine has.
         env["NPROC_PER_NODE"] = "1" if config.get("use_cpu") else str(max(visible_gpu_count(), 1))
-    nproc = int(env["NPROC_PER_NODE"])
+    nproc = _count(env, "NPROC_PER_NODE", "1")
     if config.get("deepspeed") or nproc > 1 or nnodes > 1:
         env["FORCE_TORCHRUN"] = "1"
     if not config.get("use_cpu"):
@@ -210,7 +242,11 @@ def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool
             for problem in problems:
                 print(f"r1sft check: {problem}", file=sys.stderr)
             return 2
-    env = launch_environment(config, header=recipe_header(recipe_path))
+    header = recipe_header(recipe_path)
+    env = launch_environment(config, header=header)
+    warning = world_size_warning(header, env)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     log_path = Path(config["output_dir"]) / f"train.node{env['NODE_RANK']}.log"
     print(f"r1sft: NNODES={env['NNODES']} NODE_RANK={env['NODE_RANK']} NPROC_PER_NODE={env['NPROC_PER_NODE']} "
           f"FORCE_TORCHRUN={env.get('FORCE_TORCHRUN', '0')} MASTER_ADDR={env['MASTER_ADDR']} "

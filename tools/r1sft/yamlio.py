@@ -59,18 +59,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def parse_scalar(text: str):
-    """A command-line value as LLaMA-Factory will read the same text in a recipe: through OmegaConf's YAML loader.
+YAML11_WORDS = frozenset({"yes", "no", "on", "off", "y", "n"})  # booleans to OmegaConf, text to half the fields
 
-    OmegaConf reads ``yes``/``no``/``on``/``off`` (any case) as booleans like YAML 1.1, but ``1e-4`` as a number and
-    ``2024-01-01`` as text. Asking OmegaConf itself keeps ``--set`` and the recipe it writes in agreement; text that is
-    not a valid YAML value (``a: b``, ``- x``) stays text.
+
+def parse_scalar(text: str):
+    """A command-line value as LLaMA-Factory reads the same text in a recipe (OmegaConf's YAML loader), except
+    ``yes``/``no``/``on``/``off``: OmegaConf makes those booleans, which breaks string fields whose values they are
+    (``save_strategy=no``), so they stay text here and ``r1sft.recipe.lf.coerce_booleans`` turns them into booleans
+    for the fields LLaMA-Factory declares ``bool`` (``enable_liger_kernel=off``). ``1e-4`` is a number,
+    ``2024-01-01`` text; text that is not a YAML value (``a: b``, ``- x``) stays text.
     """
     from omegaconf import OmegaConf
 
     stripped = text.strip()
     if not stripped:
         return ""
+    if stripped.lower() in YAML11_WORDS:
+        return stripped
     try:
         return OmegaConf.to_container(OmegaConf.create(f"v: {stripped}"))["v"]
     except Exception:  # noqa: BLE001 - yaml and OmegaConf errors alike: not a YAML value, so the text itself

@@ -120,6 +120,26 @@ def _declared_type(cls: type, key: str) -> Any:
     return None
 
 
+BOOLEAN_WORDS = {"yes": True, "on": True, "true": True, "y": True, "no": False, "off": False, "false": False, "n": False}
+
+
+def coerce_booleans(args: dict[str, Any], kind: str) -> dict[str, Any]:
+    """``args`` with yes/no/on/off/true/false text turned into booleans where LLaMA-Factory declares the field
+    ``bool`` (``enable_liger_kernel=off`` -> False) and left as text elsewhere (``save_strategy=no`` -> "no")."""
+    words = {k for k, v in args.items() if isinstance(v, str) and v.strip().lower() in BOOLEAN_WORDS}
+    if not words:  # the common case: no need to import LLaMA-Factory's dataclasses
+        return dict(args)
+    fields = accepted_fields(kind)
+    out = dict(args)
+    for key in words:
+        value = args[key]
+        if key in fields:
+            declared = fields[key][1].type
+            if _type_ok(True, declared) is True and _type_ok(value, declared) is False:  # a bool, never text
+                out[key] = BOOLEAN_WORDS[value.strip().lower()]
+    return out
+
+
 def type_problems(args: dict[str, Any], kind: str) -> list[str]:
     """Values of the wrong type: HfArgumentParser.parse_dict passes YAML values through unconverted."""
     fields = accepted_fields(kind)

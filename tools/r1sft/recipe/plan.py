@@ -239,7 +239,9 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     warnings: list[str] = []
     reasons: list[str] = []
     why: dict[str, str] = {}
-    overrides = dict(request.overrides)
+    from r1sft.recipe import lf
+
+    overrides = lf.coerce_booleans(dict(request.overrides), lf.TRAIN)  # before the planner reads any of them
 
     # ---- model, method, template -----------------------------------------------------------------------
     preset = get_preset(request.model)
@@ -369,7 +371,12 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
             raise R1sftError("--packing plans the per-device batch (1 pack) and the accumulation (packs per step) "
                              "itself: drop per_device_train_batch_size / gradient_accumulation_steps from --set")
         mean_tokens, source = _mean_tokens(datasets, data_dir)
-        samples_per_pack = max(1.0, min(cutoff * PACK_FILL / mean_tokens, float(per_rank)))
+        samples_per_pack = max(1.0, cutoff * PACK_FILL / mean_tokens)
+        if samples_per_pack * world > 1.5 * global_batch:  # one pack per rank is the least a step can hold
+            warnings.append(
+                f"--packing: a {cutoff}-token pack holds ~{samples_per_pack:.0f} samples of {mean_tokens:.0f} tokens, "
+                f"so a step of {world} pack{'s' if world > 1 else ''} holds ~{samples_per_pack * world:.0f} samples, "
+                f"over the global batch of {global_batch}: pack to a shorter --cutoff, raise GLOBAL_BATCH, or do not pack")
         pdb_options = [1]
 
     gc_override = overrides.pop("disable_gradient_checkpointing", None)

@@ -1,0 +1,48 @@
+"""The launcher's environment: multi-node settings that cannot meet are refused, a launch on other hardware than
+the recipe was planned for is said, and a CPU DeepSpeed recipe (how the ZeRO-3 path is tested) passes the check."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from r1sft import launch
+from r1sft.errors import R1sftError
+from tests.conftest import VENV_BIN, run_cli
+
+GPU_LORA = {"finetuning_type": "lora", "bf16": True, "output_dir": "saves/x"}
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"NNODES": "2", "NODE_RANK": "0"}, "set MASTER_ADDR"),
+    ({"NNODES": "2", "MASTER_ADDR": "10.0.0.1"}, "set NODE_RANK"),
+    ({"NNODES": "2", "MASTER_ADDR": "10.0.0.1", "NODE_RANK": "2"}, "NODE_RANK=2: expected 0..1"),
+    ({"NNODES": "two"}, "NNODES=two: expected a whole number"),
+    ({"NPROC_PER_NODE": "0"}, "NPROC_PER_NODE=0: expected a whole number of at least 1"),
+])
+def test_launches_that_cannot_work_are_refused(env, expected):
+    with pytest.raises(R1sftError, match=expected):
+        launch.launch_environment(GPU_LORA, {"PATH": "/usr/bin", **env})
+
+
+def test_two_nodes_with_their_addresses_are_fine():
+    env = launch.launch_environment(GPU_LORA, {"PATH": "/usr/bin", "NNODES": "2", "MASTER_ADDR": "10.0.0.1",
+                                               "NODE_RANK": "1", "NPROC_PER_NODE": "8"})
+    assert (env["NNODES"], env["NODE_RANK"], env["MASTER_PORT"], env["FORCE_TORCHRUN"]) == ("2", "1", "29500", "1")
+
+
+def test_a_launch_on_other_hardware_says_what_happens_to_the_batch():
+    header = {"preset": "qwen3-8b", "gpus": "8", "nodes": "1", "global_batch": "96"}
+    assert launch.world_size_warning(header, {"NPROC_PER_NODE": "8", "NNODES": "1"}) is None
+    line = launch.world_size_warning(header, {"NPROC_PER_NODE": "4", "NNODES": "1"})
+    assert "global batch of 96 for 8 processes" in line and "holds 48 samples" in line
+    assert "holds 192" in launch.world_size_warning(header, {"NPROC_PER_NODE": "8", "NNODES": "2"})
+    assert launch.world_size_warning({}, {"NPROC_PER_NODE": "4", "NNODES": "1"}) is None  # not planned by r1sft
+
+
+def test_cpu_deepspeed_recipe_is_written_and_passes_the_check(tmp_path):
+    run_cli(str(VENV_BIN / "r1sft"), "convert", "samples")
+    run_cli(str(VENV_BIN / "r1sft"), "recipe", "tiny-qwen3", "--deepspeed", "z3", "--out-dir", str(tmp_path))
+    recipe = tmp_path / "tiny-qwen3" / "lora_sft.yaml"
+    assert yaml.safe_load(recipe.read_text())["deepspeed"] == "ds_configs/z3.json"
+    run_cli(str(VENV_BIN / "r1sft"), "check", str(recipe))
