@@ -46,3 +46,27 @@ def test_cpu_deepspeed_recipe_is_written_and_passes_the_check(tmp_path):
     recipe = tmp_path / "tiny-qwen3" / "lora_sft.yaml"
     assert yaml.safe_load(recipe.read_text())["deepspeed"] == "ds_configs/z3.json"
     run_cli(str(VENV_BIN / "r1sft"), "check", str(recipe))
+
+
+def test_a_typo_in_an_override_is_refused_before_anything_is_written(tmp_path):
+    run_cli(str(VENV_BIN / "r1sft"), "convert", "samples")
+    out = tmp_path / "out"
+    run_cli(str(VENV_BIN / "r1sft"), "recipe", "tiny-qwen3", "--out-dir", str(tmp_path), "--set", f"output_dir={out}")
+    proc = run_cli("bash", "run_sft.sh", str(tmp_path / "tiny-qwen3" / "lora_sft.yaml"), "learning_rat=1e-5",
+                   check=False, timeout=300)
+    assert proc.returncode == 2
+    assert "override learning_rat: not a LLaMA-Factory 0.9.5 training argument (did you mean 'learning_rate'?)" \
+        in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+    merge = run_cli("bash", "run_sft.sh", str(tmp_path / "tiny-qwen3" / "lora_merge.yaml"), check=False, timeout=300)
+    assert merge.returncode == 2 and "a merge (export) recipe, not a training one" in merge.stderr
+
+
+def test_planner_errors_say_what_was_wrong():
+    from r1sft.recipe import RecipeRequest, plan_recipe
+
+    with pytest.raises(R1sftError, match="cutoff_len=abc: expected a positive whole number"):
+        plan_recipe(RecipeRequest(model="qwen3-8b", overrides={"cutoff_len": "abc"}), build_tiny=False)
+    with pytest.raises(R1sftError, match=r"--method qlora or a shorter --cutoff") as caught:
+        plan_recipe(RecipeRequest(model="qwen2.5-72b", method="lora", gpus=1, gpu_mem=24), build_tiny=False)
+    assert "lighter" not in str(caught.value) and "lora or qlora" not in str(caught.value)

@@ -206,8 +206,11 @@ def prepare_launch(recipe: Path, overrides: dict, resume: bool = True) -> tuple[
     config = load_yaml(recipe)
     config.update(overrides)
     output_dir = config.get("output_dir")
+    if not output_dir and "export_dir" in config:
+        raise R1sftError(f"{recipe}: a merge (export) recipe, not a training one: run `llamafactory-cli export "
+                         f"{recipe}` or `r1sft merge {recipe}`")
     if not output_dir:
-        raise R1sftError(f"{recipe}: no output_dir")
+        raise R1sftError(f"{recipe}: no output_dir (expected a LLaMA-Factory training recipe)")
     output_path = (REPO_ROOT / output_dir).resolve()
     refuse_spaces(output_path, "output_dir")
     if resume and "resume_from_checkpoint" not in overrides:
@@ -232,6 +235,14 @@ def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool
     overrides = parse_overrides(pairs)
     print(f"r1sft: recipe {_shown(recipe_path)}" + (f" with {' '.join(pairs)}" if pairs else ""), flush=True)
     resume = resume and str(overrides.pop("resume", True)).lower() not in ("false", "0", "no")
+    if overrides:  # a typo is caught here, before an output folder or an effective recipe is written
+        from r1sft.recipe import lf
+
+        unknown = lf.unknown_keys(overrides, lf.TRAIN)
+        if unknown:
+            key, close = unknown[0]
+            raise R1sftError(f"override {key}: not a LLaMA-Factory 0.9.5 training argument"
+                             + (f" (did you mean '{close}'?)" if close else ""))
     effective, config = prepare_launch(recipe_path, overrides, resume=resume)
     os.chdir(REPO_ROOT)  # recipes use paths relative to the project root, as LLaMA-Factory's examples do
     if check:

@@ -226,6 +226,17 @@ def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: i
     return kept
 
 
+def _fit_advice(method: str, gc_override: Any) -> str:
+    """What could make a plan fit, leaving out what the request already does."""
+    options = ["more GPUs (GPUS=, NODES=)", "a shorter --cutoff"]
+    lighter = {"full": "--method lora or qlora", "lora": "--method qlora", "dora": "--method lora or qlora"}
+    if method in lighter:
+        options.insert(1, lighter[method])
+    if gc_override:  # disable_gradient_checkpointing asked for on the command line
+        options.append("gradient checkpointing (drop --set disable_gradient_checkpointing)")
+    return "use " + ", ".join(options[:-1]) + " or " + options[-1]
+
+
 def _deepspeed_from_path(value: str) -> str:
     match = re.fullmatch(r"(?:\./)?ds_configs/(z0|z2|z3|z3_offload)\.json", str(value))
     if not match:
@@ -310,7 +321,10 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     max_ctx = shape.max_ctx
     cutoff_override = overrides.pop("cutoff_len", None)
     if request.cutoff is not None or cutoff_override is not None:
-        cutoff = int(request.cutoff if request.cutoff is not None else cutoff_override)
+        value = request.cutoff if request.cutoff is not None else cutoff_override
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise R1sftError(f"cutoff_len={value}: expected a positive whole number of tokens")
+        cutoff = value
         if cutoff < 1:
             raise R1sftError(f"CUTOFF={cutoff}: expected a positive number of tokens")
         if max_ctx and cutoff > max_ctx:
@@ -454,8 +468,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
                 f"{preset.name} {METHOD_NAMES[method]} SFT at cutoff {cutoff} does not fit {ranks} of {gpu_mem:g} GiB: "
                 f"the smallest plan ({best[0] or 'no DeepSpeed'}, gradient checkpointing "
                 f"{'on' if best[1] else 'off'}, batch {best[2]}) needs ~{_fmt_gib(best[3].peak)} per "
-                f"{'process' if cpu else 'GPU'} (budget {limit}); use more GPUs, a lighter --method "
-                "(lora, qlora) or a shorter --cutoff"
+                f"{'process' if cpu else 'GPU'} (budget {limit}); {_fit_advice(method, gc_override)}"
             )
         chosen = best
         warnings.append(
