@@ -236,3 +236,32 @@ def test_unwritable_output_is_one_line_naming_it(tmp_path, make):
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert f"--output {out}" in err and needle in err, err
     assert not [p for p in tmp_path.rglob(".*.tmp")]
+
+
+@pytest.mark.parametrize("dedupe", ["exact", "near"])
+def test_a_duplicate_reject_names_the_row_it_repeats(tmp_path, dedupe):
+    rows = fx.bespoke_rows(4)
+    rows.insert(3, dict(rows[1]))  # row 3 repeats row 1
+    src = tmp_path / "stratos.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    out = tmp_path / "out" / "s.jsonl"
+    stats = convert("bespoke-stratos", src, out, think="native", dedupe=dedupe)
+    assert stats.rows_out == 4
+    (reject,) = _rejects(out)
+    assert reject["reason"] == "duplicate"  # near dedupe runs the exact check first
+    assert f"{src} row 1" in reject["detail"] and reject["row"] == 3
+
+
+def test_a_near_duplicate_reject_names_the_row_it_resembles(tmp_path):
+    rows = fx.bespoke_rows(3)
+    edited = dict(rows[0])
+    long_problem = " ".join(f"word{i}" for i in range(60))
+    rows[0] = {**rows[0], "conversations": [{"from": "user", "value": long_problem}, rows[0]["conversations"][1]]}
+    edited["conversations"] = [{"from": "user", "value": long_problem + " please"}, rows[0]["conversations"][1]]
+    rows.append(edited)
+    src = tmp_path / "stratos.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    out = tmp_path / "out" / "s.jsonl"
+    convert("bespoke-stratos", src, out, think="native", dedupe="near")
+    (reject,) = _rejects(out)
+    assert reject["reason"] == "near_duplicate" and f"{src} row 0" in reject["detail"]

@@ -55,17 +55,17 @@ class ExactDeduper:
     """Drops a row whose normalised prompts equal those of an earlier kept row."""
 
     def __init__(self) -> None:
-        self.seen: set[int] = set()
+        self.seen: dict[int, str] = {}  # key -> where the kept row came from ("file row N"), for the reject detail
 
     def key(self, prompts: list[str]) -> int:
         return digest64("\x1f".join(normalise(p) for p in prompts))
 
     def check(self, key: int) -> None:
         if key in self.seen:
-            raise RowRejected("duplicate", "same normalised prompt as an earlier row")
+            raise RowRejected("duplicate", f"same normalised prompt as {self.seen[key] or 'an earlier row'}")
 
-    def add(self, key: int) -> None:
-        self.seen.add(key)
+    def add(self, key: int, where: str = "") -> None:
+        self.seen.setdefault(key, where)
 
 
 class NearDeduper:
@@ -93,7 +93,7 @@ class NearDeduper:
         self.np = np
         self.a = rng.integers(1, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
         self.b = rng.integers(0, 2**63, size=n, dtype=np.uint64)
-        self.seen: set[int] = set()
+        self.seen: dict[int, str] = {}  # band key -> where the kept row came from
 
     def keys(self, prompts: list[str]) -> list[int]:
         np = self.np
@@ -110,11 +110,14 @@ class NearDeduper:
         return [digest64(f"{i}:" + bands[i].tobytes().hex()) for i in range(self.BANDS)]
 
     def check(self, keys: list[int]) -> None:
-        if any(k in self.seen for k in keys):
-            raise RowRejected("near_duplicate", "prompt nearly identical to an earlier row (MinHash LSH)")
+        for k in keys:
+            if k in self.seen:
+                raise RowRejected("near_duplicate", f"prompt nearly identical to {self.seen[k] or 'an earlier row'} "
+                                                    "(MinHash LSH)")
 
-    def add(self, keys: list[int]) -> None:
-        self.seen.update(keys)
+    def add(self, keys: list[int], where: str = "") -> None:
+        for k in keys:
+            self.seen.setdefault(k, where)
 
 
 class Decontaminator:

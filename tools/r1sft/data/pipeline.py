@@ -358,10 +358,12 @@ class _Conversion:
                 # A shape no converter check anticipated: still one bad row, not a dead run.
                 rejects.add(record, "malformed_row", f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
                 continue
-            if exact is not None:
-                exact.add(key)
-            if near is not None:
-                near.add(near_keys)
+            if exact is not None or near is not None:
+                where = f"{record.file} row {record.row}"
+                if exact is not None:
+                    exact.add(key, where)
+                if near is not None:
+                    near.add(near_keys, where)
             if sample is not None:
                 pushed_out = sample.offer(record.file, record.row, (record, line, n_tokens, variant, action))
                 if pushed_out is not None:

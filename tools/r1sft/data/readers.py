@@ -93,8 +93,11 @@ def resolve_inputs(specs: list[str | os.PathLike], exclude=(), skipped: list[Pat
             inputs.extend(_file_input(p) for p in files)
         elif path.is_file():
             inputs.append(_file_input(path))
-        elif path.suffix not in DATA_SUFFIXES and _HUB_ID.match(str(spec)):
+        elif path.suffix not in DATA_SUFFIXES and _HUB_ID.match(str(spec)) and not path.parent.is_dir():
             inputs.append(Input(label=f"hub:{spec}", kind="hub"))
+        elif _HUB_ID.match(str(spec)) and path.parent.is_dir():  # "data/stratos": a local path with a typo
+            raise R1sftError(f"{spec}: no such file or folder in {path.parent}/ (a local folder, so not read as a "
+                             "hub id)")
         else:
             raise R1sftError(f"{spec}: no such file or folder")
     return inputs
