@@ -103,10 +103,9 @@ def hook_switches(config: dict, environ: Mapping[str, str], uncheckpointed_layer
 
 def recipe_header(recipe: Path) -> dict[str, str]:
     """The ``# r1sft: key=value ...`` fields of a recipe r1sft wrote ({} for any other)."""
-    from r1sft.recipe.check import HEADER
+    from r1sft.recipe.check import parse_header
 
-    match = HEADER.search(recipe.read_text(encoding="utf-8", errors="replace"))
-    return dict(part.split("=", 1) for part in match.group("fields").split() if "=" in part) if match else {}
+    return parse_header(recipe.read_text(encoding="utf-8", errors="replace"))
 
 
 def _uncheckpointed_layers(config: dict, header: Mapping[str, str], world: int) -> int:

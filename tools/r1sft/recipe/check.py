@@ -22,6 +22,12 @@ from r1sft.recipe.data import dataset_files_missing, load_dataset_info, special_
 HEADER = re.compile(r"^#\s*r1sft:\s*(?P<fields>.*)$", re.MULTILINE)
 
 
+def parse_header(text: str) -> dict[str, str]:
+    """The ``# r1sft: key=value ...`` fields of a recipe r1sft wrote ({} for any other)."""
+    match = HEADER.search(text)
+    return dict(part.split("=", 1) for part in match.group("fields").split() if "=" in part) if match else {}
+
+
 @dataclass
 class _Recipe:
     shown: str  # the path as the user gave it
@@ -70,9 +76,7 @@ def _parse(recipe: _Recipe, text: str) -> _Recipe:
         recipe.problem(f"expected a mapping of LLaMA-Factory arguments, got {type(args).__name__}")
         return recipe
     recipe.args = {str(k): v for k, v in args.items()}
-    match = HEADER.search(text)
-    if match:
-        recipe.header = dict(part.split("=", 1) for part in match.group("fields").split() if "=" in part)
+    recipe.header = parse_header(text)
     recipe.loaded = True
     return recipe
 

@@ -6,6 +6,8 @@ Each choice comes with a one-line reason; the numbers behind hardware choices co
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -769,9 +771,6 @@ TOKENIZATION_KEYS = ("model_name_or_path", "template", "dataset", "dataset_dir",
 
 
 def _tokenized_path(train: dict, preset_name: str, datasets: list[str]) -> str:
-    import hashlib
-    import json
-
     settings = json.dumps({key: train.get(key) for key in TOKENIZATION_KEYS}, sort_keys=True, default=str)
     digest = hashlib.sha256(settings.encode()).hexdigest()[:8]
     packed = "-packed" if train.get("packing") else ""
