@@ -4,7 +4,7 @@ All filters look at the prompt side (the user turns) after normalisation: lower-
 dedupe and decontamination also drop the fixed instructions some datasets put before every problem (``BOILERPLATE``):
 they are not the problem, and on a short problem they are most of its words. Memory is an 8-byte key per kept row
 (exact), plus 8 band keys per kept row (near), each mapped to the kept row's "file row N" label that a duplicate's
-reject names: ~1.2 GB per million kept rows with --dedupe near (measured), a ninth of that for exact.
+reject names: ~1.2 GB per million kept rows with --dedupe near (measured), ~0.2 GB for exact.
 """
 
 from __future__ import annotations
