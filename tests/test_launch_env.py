@@ -70,3 +70,17 @@ def test_planner_errors_say_what_was_wrong():
     with pytest.raises(R1sftError, match=r"--method qlora or a shorter --cutoff") as caught:
         plan_recipe(RecipeRequest(model="qwen2.5-72b", method="lora", gpus=1, gpu_mem=24), build_tiny=False)
     assert "lighter" not in str(caught.value) and "lora or qlora" not in str(caught.value)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--think", "off", "--template", "qwen3"], "THINK=off with TEMPLATE=qwen3: they disagree"),
+    (["--dataset", " , "], "--dataset ' , ': expected comma-separated names"),
+    (["--dataset", "r1sft_sample,r1sft_sample"], "dataset r1sft_sample named twice"),
+    (["--cutoff", "8192", "--set", "cutoff_len=4096"], "CUTOFF=8192 and --set cutoff_len=4096 disagree"),
+])
+def test_contradictory_recipe_requests_are_refused(argv, expected, tmp_path, capsys):
+    from r1sft.cli import main
+
+    assert main(["recipe", "qwen3-8b", *argv, "--out-dir", str(tmp_path)]) == 2
+    assert expected in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

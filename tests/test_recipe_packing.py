@@ -64,3 +64,21 @@ def test_packed_recipe_passes_check_and_llamafactory(tmp_path):
 def test_packing_refuses_a_fixed_batch(tmp_path):
     with pytest.raises(R1sftError, match="--packing plans the per-device batch"):
         _plan(_data_dir(tmp_path, mean_tokens=3000.0), overrides={"gradient_accumulation_steps": 4})
+
+
+def test_a_mix_keeps_the_measured_means_and_assumes_only_for_the_unmeasured(tmp_path):
+    data = _data_dir(tmp_path, mean_tokens=2000.0, rows=3000)
+    info = json.loads((data / "dataset_info.json").read_text())
+    info["e"] = {**info["d"], "r1sft": {"rows": 1000}}  # converted without --tokenizer
+    (data / "dataset_info.json").write_text(json.dumps(info))
+    plan = plan_recipe(RecipeRequest(model="qwen2.5-7b", method="lora", datasets=["d", "e"], gpus=8, packing=True,
+                                     out_dir=tmp_path / "recipes"), data_dir=data, build_tiny=False)
+    mean = (2000 * 3000 + 4000 * 1000) / 4000  # row-weighted: 2,500
+    assert plan.samples_per_pack == pytest.approx(16384 * 0.97 / mean)
+    assert "measured mean of 2,500 tokens per sample; 4000 assumed for e" in plan.summary()
+
+
+def test_short_samples_fill_a_pack_beyond_the_global_batch_and_it_is_said(tmp_path):
+    plan = _plan(_data_dir(tmp_path, mean_tokens=157.0))
+    assert plan.samples_per_pack == pytest.approx(16384 * 0.97 / 157)  # ~101: the real count, not capped
+    assert any("over the global batch of 96" in w for w in plan.warnings)

@@ -74,7 +74,7 @@ def run_recipe(args: argparse.Namespace) -> int:
             RecipeRequest(
                 model=args.model,
                 method=args.method,
-                datasets=[d.strip() for d in args.dataset.split(",") if d.strip()] if args.dataset else None,
+                datasets=_dataset_names(args.dataset),
                 gpus=args.gpus,
                 nodes=args.nodes,
                 gpu_mem=args.gpu_mem,
@@ -107,6 +107,15 @@ def run_recipe(args: argparse.Namespace) -> int:
         if plan.merge_path:
             print(f"  merge:  llamafactory-cli export {_shown(plan.merge_path)}")
     return 0
+
+
+def _dataset_names(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [d.strip() for d in value.split(",") if d.strip()]
+    if not names:
+        raise R1sftError(f"--dataset {value!r}: expected comma-separated names from data/dataset_info.json")
+    return names
 
 
 def _check_before_writing(files: dict[Path, str]) -> None:

@@ -174,15 +174,22 @@ def _mean_tokens(datasets: list[str], data_dir: Path) -> tuple[float, str]:
 
     info = load_dataset_info(data_dir) or {}
     rows = total = 0.0
+    assumed = []
     for name in datasets:
         meta = (info.get(name) or {}).get("r1sft") or {}
         mean, count = meta.get("mean_tokens"), meta.get("rows")
-        if not (isinstance(mean, (int, float)) and mean > 0 and isinstance(count, int) and count > 0):
-            return float(ASSUMED_MEAN_TOKENS), f"assumed mean of {ASSUMED_MEAN_TOKENS} tokens per sample"
+        if not (isinstance(count, int) and count > 0):
+            count = 1  # not converted by r1sft: weigh it as one dataset among the others
+        if not (isinstance(mean, (int, float)) and mean > 0):
+            mean = ASSUMED_MEAN_TOKENS  # converted without --tokenizer: the others' measurements still count
+            assumed.append(name)
         rows += count
         total += mean * count
     mean = total / rows
-    return mean, f"measured mean of {mean:,.0f} tokens per sample"
+    if len(assumed) == len(datasets):
+        return float(ASSUMED_MEAN_TOKENS), f"assumed mean of {ASSUMED_MEAN_TOKENS} tokens per sample"
+    where = f"; {ASSUMED_MEAN_TOKENS} assumed for {', '.join(assumed)}" if assumed else ""
+    return mean, f"measured mean of {mean:,.0f} tokens per sample{where}"
 
 
 def _local_folder(model_path: str) -> Path | None:
@@ -282,12 +289,15 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     think = (request.think or "on").lower()
     if think not in ("on", "off"):
         raise R1sftError(f"THINK={request.think}: expected on or off")
-    if think == "off" and not template:
-        if not family.nothink_template:
-            raise R1sftError(
-                f"THINK=off: {family.name} has no no-think template (only Qwen3 switches with qwen3_nothink); "
-                f"its template '{family.template}' trains <think> text verbatim"
-            )
+    if think == "off" and not family.nothink_template:
+        raise R1sftError(
+            f"THINK=off: {family.name} has no no-think template (only Qwen3 switches with qwen3_nothink); "
+            f"its template '{family.template}' trains <think> text verbatim"
+        )
+    if think == "off" and template and template != family.nothink_template:
+        raise R1sftError(f"THINK=off with TEMPLATE={template}: they disagree (THINK=off trains with "
+                         f"{family.nothink_template}); drop one")
+    if think == "off":
         template = family.nothink_template
     template = template or family.template
     if template not in family.templates:
@@ -297,7 +307,13 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         )
 
     # ---- data --------------------------------------------------------------------------------------------
+    if request.datasets is not None and "dataset" in overrides:
+        raise R1sftError("DATASET and --set dataset both name the datasets: use one")
     datasets = request.datasets or _split(overrides.pop("dataset", None)) or [SAMPLE_DATASET]
+    repeated = sorted({name for name in datasets if datasets.count(name) > 1})
+    if repeated:
+        raise R1sftError(f"dataset {', '.join(repeated)} named twice: LLaMA-Factory would train on it twice; to weight "
+                         "a dataset, mix it with r1sft convert (docs/data.md)")
     if "dataset_dir" in overrides:
         raise R1sftError("--set dataset_dir: recipes read datasets from data/ (register them in data/dataset_info.json)")
     special = datasets_special_tokens(datasets, data_dir, require=True)
@@ -322,6 +338,8 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
 
     max_ctx = shape.max_ctx
     cutoff_override = overrides.pop("cutoff_len", None)
+    if request.cutoff is not None and cutoff_override is not None and cutoff_override != request.cutoff:
+        raise R1sftError(f"CUTOFF={request.cutoff} and --set cutoff_len={cutoff_override} disagree: use one")
     if request.cutoff is not None or cutoff_override is not None:
         value = request.cutoff if request.cutoff is not None else cutoff_override
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
