@@ -58,6 +58,9 @@ def test_a_typo_in_an_override_is_refused_before_anything_is_written(tmp_path):
     assert "override learning_rat: not a LLaMA-Factory 0.9.5 training argument (did you mean 'learning_rate'?)" \
         in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
+    maybe = run_cli("bash", "run_sft.sh", str(tmp_path / "tiny-qwen3" / "lora_sft.yaml"), "resume=maybe",
+                    check=False, timeout=300)
+    assert maybe.returncode == 2 and "override resume=maybe: expected true or false" in maybe.stderr
     merge = run_cli("bash", "run_sft.sh", str(tmp_path / "tiny-qwen3" / "lora_merge.yaml"), check=False, timeout=300)
     assert merge.returncode == 2 and "a merge (export) recipe, not a training one" in merge.stderr
 

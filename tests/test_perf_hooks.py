@@ -187,3 +187,40 @@ def test_startup_hook_installs_both_in_a_fresh_interpreter():
     off = subprocess.run([sys.executable, "-c", code], env={**env, lic.ENV_VAR: "off", pc.ENV_VAR: "0"},
                          capture_output=True, text=True, timeout=120)
     assert off.stdout.split() == ["False", "False"]
+
+
+def test_launch_recounts_for_new_tokens_and_other_models():
+    plan = _plan("lora", packing=True)
+    config, header = dict(plan.train), {"preset": "qwen2.5-7b", "gpu_mem": "80"}
+    planned = launch._uncheckpointed_layers(config, header, 1)
+    for key, value in (("add_tokens", "<x>"), ("resize_vocab", True), ("additional_target", "embed_tokens")):
+        assert launch._uncheckpointed_layers({**config, key: value}, header, 1) < planned  # trainable embeddings
+    other = {**config, "model_name_or_path": "Qwen/Qwen2.5-14B-Instruct"}
+    assert launch._uncheckpointed_layers(other, header, 1) == 0  # its shape is not the one planned for
+
+
+def test_tokenized_path_follows_the_settings_it_depends_on(capsys):
+    from r1sft.recipe.plan import tokenized_path
+
+    plan = _plan("lora", packing=True)
+    config, header = dict(plan.train), {"preset": "qwen2.5-7b"}
+    base = tokenized_path(config, "qwen2.5-7b", ["r1sft_sample"])
+    assert base == config["tokenized_path"]
+    for key, value in (("val_size", 0.1), ("seed", 7), ("preserve_thinking", True), ("cutoff_len", 4096)):
+        assert tokenized_path({**config, key: value}, "qwen2.5-7b", ["r1sft_sample"]) != base
+    edited = {**config, "cutoff_len": 4096}
+    launch._follow_tokenization(edited, header)
+    assert edited["tokenized_path"] != base and "-4096-packed-" in edited["tokenized_path"]
+    assert "tokenization settings differ" in capsys.readouterr().out
+    own = {**config, "tokenized_path": "/data/my_cache", "cutoff_len": 4096}
+    launch._follow_tokenization(own, header)
+    assert own["tokenized_path"] == "/data/my_cache"  # a user's own folder is theirs
+
+
+def test_launch_words_read_as_booleans():
+    from r1sft.recipe import lf
+
+    assert lf.coerce_booleans({"include_num_input_tokens_seen": "off"}, lf.TRAIN) == {
+        "include_num_input_tokens_seen": False}
+    assert launch.parse_overrides(["save_strategy=no", "plot_loss=off"]) == {"save_strategy": "no",
+                                                                            "plot_loss": False}

@@ -118,11 +118,16 @@ def _uncheckpointed_layers(config: dict, header: Mapping[str, str], world: int) 
 
     try:
         preset = get_preset(header["preset"])
-        folder = Path(str(config.get("model_name_or_path", "")))
+        model = str(config.get("model_name_or_path", ""))
+        folder = Path(model)
         if folder.is_dir():
             preset = with_local_shape(preset, folder)
+        elif model.lower() != (preset.hub_id or "").lower():  # another model than planned: its shape is unknown here
+            print(f"r1sft: every layer checkpointed ({model} is not {preset.name}'s model: re-render the recipe "
+                  "with --model-path to plan for it)", file=sys.stderr)
+            return 0
         return uncheckpointed_layers(config, preset, float(header.get("gpu_mem", 80)), world)
-    except (R1sftError, ValueError, KeyError) as exc:
+    except (R1sftError, ValueError, KeyError, TypeError) as exc:
         print(f"r1sft: every layer checkpointed ({exc})", file=sys.stderr)
         return 0
 
@@ -200,10 +205,30 @@ def refuse_spaces(path: Path, what: str) -> None:
                          "spaces, so training would fail under torchrun; move or rename it")
 
 
-def prepare_launch(recipe: Path, overrides: dict, resume: bool = True) -> tuple[Path, dict]:
+TOKENIZED_BY_R1SFT = re.compile(r"^\.cache/tokenized/.+-[0-9a-f]{8}$")
+
+
+def _follow_tokenization(config: dict, header: Mapping[str, str]) -> None:
+    """r1sft names ``tokenized_path`` after the tokenization settings; LLaMA-Factory reuses the folder whatever the
+    settings, so an override or an edit (another cutoff_len, dataset, template) must get its own folder."""
+    current = str(config.get("tokenized_path") or "")
+    if not header.get("preset") or not TOKENIZED_BY_R1SFT.match(current) or not config.get("dataset"):
+        return
+    from r1sft.recipe.plan import tokenized_path
+
+    datasets = [d.strip() for d in str(config["dataset"]).split(",") if d.strip()]
+    wanted = tokenized_path(config, header["preset"], datasets)
+    if wanted != current:
+        config["tokenized_path"] = wanted
+        print(f"r1sft: tokenization settings differ from the recipe's: tokenized data in {wanted}", flush=True)
+
+
+def prepare_launch(recipe: Path, overrides: dict, resume: bool = True, header: Mapping[str, str] | None = None
+                   ) -> tuple[Path, dict]:
     """Write the effective recipe (recipe + overrides + resume) next to the outputs and return it with its config."""
     config = load_yaml(recipe)
     config.update(overrides)
+    _follow_tokenization(config, header or {})
     output_dir = config.get("output_dir")
     if not output_dir and "export_dir" in config:
         raise R1sftError(f"{recipe}: a merge (export) recipe, not a training one: run `llamafactory-cli export "
@@ -233,7 +258,12 @@ def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool
         raise R1sftError(f"{recipe}: no such recipe file")
     overrides = parse_overrides(pairs)
     print(f"r1sft: recipe {_shown(recipe_path)}" + (f" with {' '.join(pairs)}" if pairs else ""), flush=True)
-    resume = resume and str(overrides.pop("resume", True)).lower() not in ("false", "0", "no")
+    from r1sft.recipe.lf import BOOLEAN_WORDS
+
+    resume_word = str(overrides.pop("resume", "true")).strip().lower()
+    if resume_word not in BOOLEAN_WORDS and resume_word not in ("0", "1", "none", "null"):
+        raise R1sftError(f"override resume={resume_word}: expected true or false")
+    resume = resume and BOOLEAN_WORDS.get(resume_word, resume_word == "1")
     if overrides:  # a typo is caught here, before an output folder or an effective recipe is written
         from r1sft.recipe import lf
 
@@ -242,7 +272,8 @@ def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool
             key, close = unknown[0]
             raise R1sftError(f"override {key}: not a LLaMA-Factory 0.9.5 training argument"
                              + (f" (did you mean '{close}'?)" if close else ""))
-    effective, config = prepare_launch(recipe_path, overrides, resume=resume)
+    header = recipe_header(recipe_path)
+    effective, config = prepare_launch(recipe_path, overrides, resume=resume, header=header)
     os.chdir(REPO_ROOT)  # recipes use paths relative to the project root, as LLaMA-Factory's examples do
     if check:
         from r1sft.recipe.check import check_recipe
@@ -252,7 +283,6 @@ def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool
             for problem in problems:
                 print(f"r1sft check: {problem}", file=sys.stderr)
             return 2
-    header = recipe_header(recipe_path)
     env = launch_environment(config, header=header)
     warning = world_size_warning(header, env)
     if warning:

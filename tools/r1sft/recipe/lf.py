@@ -134,9 +134,12 @@ def coerce_booleans(args: dict[str, Any], kind: str) -> dict[str, Any]:
     for key in words:
         value = args[key]
         if key in fields:
-            declared = fields[key][1].type
-            if _type_ok(True, declared) is True and _type_ok(value, declared) is False:  # a bool, never text
-                out[key] = BOOLEAN_WORDS[value.strip().lower()]
+            declared, word = fields[key][1].type, value.strip().lower()
+            choices = {str(c).lower() for c in fields[key][1].metadata.get("choices", ())}
+            # a field that takes a bool reads the word as OmegaConf would (also `str | bool` ones such as
+            # include_num_input_tokens_seen), unless the word is one of its own text choices
+            if _type_ok(True, declared) is True and word not in choices:
+                out[key] = BOOLEAN_WORDS[word]
     return out
 
 

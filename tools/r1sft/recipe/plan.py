@@ -225,7 +225,10 @@ def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: i
         micro_batch=int(config.get("per_device_train_batch_size", 8)), world_size=max(1, world),
         zero_stage=stage, offload=offload, gradient_checkpointing=True,
         liger=bool(config.get("enable_liger_kernel")), lora_rank=int(config.get("lora_rank", 8)),
-        lora_dropout=float(config.get("lora_dropout", 0.0)), resize_vocab=bool(config.get("add_special_tokens")),
+        lora_dropout=float(config.get("lora_dropout", 0.0)),
+        # new tokens (or asked for) make embed_tokens and lm_head trainable copies: ~20 GiB more for a 7B model
+        resize_vocab=any(config.get(key) for key in ("add_special_tokens", "add_tokens", "resize_vocab",
+                                                      "additional_target")),
     )
     budget = gpu_mem * GIB * HEADROOM
     kept = 0
@@ -705,7 +708,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     if not cpu and "tokenized_path" not in train:
         # LLaMA-Factory reuses a tokenized_path as it is ("will ignore other data arguments"): one folder per set
         # of everything tokenization depends on, so a packed and an unpacked recipe never share one.
-        train["tokenized_path"] = _tokenized_path(train, preset.name, datasets)
+        train["tokenized_path"] = tokenized_path(train, preset.name, datasets)
         why["tokenized_path"] = "tokenize once, reuse: delete it after changing the data"
 
     # ---- partial checkpointing: the layers memory still holds run without it (under `r1sft train`) ----------
@@ -784,11 +787,14 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
 
 # What LLaMA-Factory's tokenized dataset depends on (besides the data files themselves).
 TOKENIZATION_KEYS = ("model_name_or_path", "template", "dataset", "dataset_dir", "cutoff_len", "packing",
-                     "neat_packing", "enable_thinking", "add_tokens", "add_special_tokens", "mask_history",
-                     "train_on_prompt", "max_samples", "tool_format", "default_system")
+                     "neat_packing", "enable_thinking", "preserve_thinking", "add_tokens", "add_special_tokens",
+                     "split_special_tokens", "mask_history", "train_on_prompt", "max_samples", "tool_format",
+                     "default_system", "val_size", "eval_dataset", "seed", "mix_strategy", "interleave_probs",
+                     "eval_on_each_dataset", "streaming")
 
 
-def _tokenized_path(train: dict, preset_name: str, datasets: list[str]) -> str:
+def tokenized_path(train: dict, preset_name: str, datasets: list[str]) -> str:
+    """The tokenized-dataset folder for ``train``'s tokenization settings (the launcher recomputes it for edits)."""
     settings = json.dumps({key: train.get(key) for key in TOKENIZATION_KEYS}, sort_keys=True, default=str)
     digest = hashlib.sha256(settings.encode()).hexdigest()[:8]
     packed = "-packed" if train.get("packing") else ""
