@@ -224,3 +224,9 @@ def test_launch_words_read_as_booleans():
         "include_num_input_tokens_seen": False}
     assert launch.parse_overrides(["save_strategy=no", "plot_loss=off"]) == {"save_strategy": "no",
                                                                             "plot_loss": False}
+
+
+def test_no_partial_checkpointing_on_the_dense_packed_path():
+    packed = {"neat_packing": True, "finetuning_type": "lora", "bf16": True}
+    assert pc.ENV_VAR in launch.hook_switches(packed, {}, 12)
+    assert pc.ENV_VAR not in launch.hook_switches(packed, {"R1SFT_PACKED_ATTENTION": "off"}, 12)

@@ -79,6 +79,8 @@ def hook_switches(config: dict, environ: Mapping[str, str], uncheckpointed_layer
     needs; a value already in ``environ`` (``off``, ``0``) wins. The launcher and the benchmark both use it.
     ``uncheckpointed_layers``: what ``r1sft.recipe.plan.uncheckpointed_layers`` allows for this config."""
     switches = {}
+    if config.get("neat_packing") and environ.get(packed_attention.ENV_VAR, "varlen") != "varlen":
+        uncheckpointed_layers = 0  # the dense 4D mask path keeps more per layer than the count assumes
     if uncheckpointed_layers > 0 and not config.get("disable_gradient_checkpointing") and not config.get("use_cpu"):
         # memory left over by checkpointing keeps the last layers whole: no recomputation for them (+8% tokens/s
         # for 8 of 28 layers, Qwen2.5-7B LoRA on an H100). R1SFT_UNCHECKPOINTED_LAYERS=0 checkpoints every layer.

@@ -250,7 +250,7 @@ def _fit_advice(method: str, gc_override: Any) -> str:
 
 
 def _deepspeed_from_path(value: str) -> str:
-    match = re.fullmatch(r"(?:\./)?ds_configs/(z0|z2|z3|z3_offload)\.json", str(value))
+    match = re.fullmatch(r"(?:.*/)?ds_configs/(z0|z2|z3|z3_offload)\.json", str(value))  # relative or absolute
     if not match:
         raise R1sftError(f"--set deepspeed={value}: use --deepspeed {{{','.join(DEEPSPEED_CHOICES)}}}")
     return match.group(1)
