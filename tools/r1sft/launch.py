@@ -260,20 +260,14 @@ def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool
         raise R1sftError(f"{recipe}: no such recipe file")
     overrides = parse_overrides(pairs)
     print(f"r1sft: recipe {_shown(recipe_path)}" + (f" with {' '.join(pairs)}" if pairs else ""), flush=True)
-    from r1sft.recipe.lf import BOOLEAN_WORDS
+    from r1sft.recipe import lf
 
     resume_word = str(overrides.pop("resume", "true")).strip().lower()
-    if resume_word not in BOOLEAN_WORDS and resume_word not in ("0", "1", "none", "null"):
+    if resume_word not in lf.BOOLEAN_WORDS and resume_word not in ("0", "1", "none", "null"):
         raise R1sftError(f"override resume={resume_word}: expected true or false")
-    resume = resume and BOOLEAN_WORDS.get(resume_word, resume_word == "1")
+    resume = resume and lf.BOOLEAN_WORDS.get(resume_word, resume_word == "1")
     if overrides:  # a typo is caught here, before an output folder or an effective recipe is written
-        from r1sft.recipe import lf
-
-        unknown = lf.unknown_keys(overrides, lf.TRAIN)
-        if unknown:
-            key, close = unknown[0]
-            raise R1sftError(f"override {key}: not a LLaMA-Factory 0.9.5 training argument"
-                             + (f" (did you mean '{close}'?)" if close else ""))
+        lf.refuse_unknown_keys(overrides, lf.TRAIN, "override")
     header = recipe_header(recipe_path)
     effective, config = prepare_launch(recipe_path, overrides, resume=resume, header=header)
     os.chdir(REPO_ROOT)  # recipes use paths relative to the project root, as LLaMA-Factory's examples do

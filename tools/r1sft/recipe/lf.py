@@ -15,6 +15,8 @@ import typing
 from functools import cache
 from typing import Any
 
+from r1sft.errors import R1sftError
+
 TRAIN = "train"
 EXPORT = "export"
 
@@ -79,6 +81,15 @@ def unknown_keys(args: dict[str, Any], kind: str) -> list[tuple[str, str | None]
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.75)
             out.append((key, close[0] if close else None))
     return out
+
+
+def refuse_unknown_keys(args: dict[str, Any], kind: str, what: str) -> None:
+    """Raise a one-line error for the first key LLaMA-Factory does not know, with the closest one it does."""
+    unknown = unknown_keys(args, kind)
+    if unknown:
+        key, close = unknown[0]
+        hint = f" (did you mean '{close}'?)" if close else ""
+        raise R1sftError(f"{what} {key}: not a LLaMA-Factory 0.9.5 training argument{hint}")
 
 
 def _type_ok(value: Any, annotation: Any) -> bool | None:

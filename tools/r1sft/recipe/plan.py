@@ -693,11 +693,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     if overrides:
         from r1sft.recipe import lf
 
-        unknown = lf.unknown_keys(overrides, lf.TRAIN)
-        if unknown:
-            key, close = unknown[0]
-            hint = f" (did you mean '{close}'?)" if close else ""
-            raise R1sftError(f"--set {key}: not a LLaMA-Factory 0.9.5 training argument{hint}")
+        lf.refuse_unknown_keys(overrides, lf.TRAIN, "--set")
         bad = lf.type_problems(overrides, lf.TRAIN)
         if bad:
             raise R1sftError(f"--set: {bad[0]}")
