@@ -265,3 +265,33 @@ def test_a_near_duplicate_reject_names_the_row_it_resembles(tmp_path):
     convert("bespoke-stratos", src, out, think="native", dedupe="near")
     (reject,) = _rejects(out)
     assert reject["reason"] == "near_duplicate" and f"{src} row 0" in reject["detail"]
+
+
+def test_a_rerun_without_a_tokenizer_removes_the_old_length_plot(tmp_path):
+    src = tmp_path / "stratos.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in fx.bespoke_rows(3)))
+    out = tmp_path / "out" / "s.jsonl"
+    out.parent.mkdir()
+    stale = out.with_name("s.lengths.png")
+    stale.write_bytes(b"\x89PNG from an earlier run with --tokenizer")
+    convert("bespoke-stratos", src, out, think="native")
+    assert out.is_file() and not stale.exists()
+
+
+def test_split_think_splits_windows_paragraphs():
+    from r1sft.data.reasoning import reasoning_steps
+
+    assert reasoning_steps("first step\r\n\r\nsecond step\n\nthird") == ["first step", "second step", "third"]
+
+
+def test_conversations_stored_as_json_text_convert_like_the_list(tmp_path):
+    rows = fx.bespoke_rows(3)
+    as_text = [{**r, "conversations": json.dumps(r["conversations"])} for r in rows]
+    outputs = []
+    for name, data in (("list", rows), ("text", as_text)):
+        src = tmp_path / f"{name}.jsonl"
+        src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in data))
+        out = tmp_path / name / "s.jsonl"
+        convert("bespoke-stratos", src, out, think="native")
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == 3

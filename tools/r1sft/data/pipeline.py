@@ -261,6 +261,8 @@ class _Conversion:
                 if opts.register:
                     files.write_bytes(folder / DATASET_INFO, updated_dataset_info(folder, self.name, self._entry()))
                 files.commit()
+                if self.lengths is None and sides["lengths"].is_file():
+                    sides["lengths"].unlink()  # an earlier run's plot (with --tokenizer) no longer describes OUT
         except BaseException:
             progress.close()
             files.abort()

@@ -29,7 +29,7 @@ THINK_STYLES = ("native", "keep", "thought", "none")
 SPECIAL_TOKENS = {"thought": list(STRATOS_TOKENS)}  # what a style needs added to the tokenizer
 
 MARKUP_IN_TEXT = "markup_in_text"
-_STEP_BREAK = re.compile(r"\n[ \t]*\n")
+_STEP_BREAK = re.compile(r"\r?\n[ \t\r]*\n")  # a blank line, Windows line ends included
 _MARKUP = re.compile(r"</?think>|<\|(?:begin|end)_of_(?:thought|solution)\|>")  # every tag of both markups
 _SPLIT_HINT = " (--split-think output? convert the unsplit files, then pass --split-think to the run that mixes them)"
 

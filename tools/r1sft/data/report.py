@@ -66,8 +66,9 @@ class Stats:
         if r1.get("rows_in"):
             lines.append(f"  known R1 system prompt on {r1['rows_in']} rows ({r1['literal_backslash_n']} with literal "
                          f"\\n, {r1['real_newlines']} with newlines); policy {r1['policy']}")
-        if self.system_prompts:
-            lines.append("  system prompts: " + ", ".join(f"{k} {v}" for k, v in self.system_prompts.items() if v))
+        shown = ", ".join(f"{k} {v}" for k, v in self.system_prompts.items() if v)
+        if shown:
+            lines.append("  system prompts: " + shown)
         if self.tokens:
             t = self.tokens
             lines.append(f"  tokens ({t['tokenizer']}): p50 {t['p50']}  p90 {t['p90']}  p99 {t['p99']}  max {t['max']}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import orjson
+
 from r1sft.data.conversation import Conversation, Reply, RowRejected
 from r1sft.data.reasoning import parse_reply
 from r1sft.errors import R1sftError
@@ -108,6 +110,12 @@ def conversation_from_turns(turns, system: str = "") -> Conversation:
     A leading system turn becomes the system prompt; anything but strict user/assistant alternation ending with
     the assistant is rejected (LLaMA-Factory would skip such a row with only a warning).
     """
+    if isinstance(turns, str) and turns.lstrip().startswith("["):
+        # CSV exports and some hub conversions store the turn list as JSON text
+        try:
+            turns = orjson.loads(turns)
+        except orjson.JSONDecodeError:
+            raise RowRejected("wrong_type", "conversation is text that is not a JSON list of turns") from None
     if not isinstance(turns, list):
         raise RowRejected("wrong_type", f"conversation is {type(turns).__name__}, expected a list of turns")
     exchanges: list[tuple[str, Reply]] = []
