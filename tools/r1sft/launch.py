@@ -216,10 +216,9 @@ def _follow_tokenization(config: dict, header: Mapping[str, str]) -> None:
     current = str(config.get("tokenized_path") or "")
     if not header.get("preset") or not TOKENIZED_BY_R1SFT.match(current) or not config.get("dataset"):
         return
-    from r1sft.recipe.plan import tokenized_path
+    from r1sft.recipe.plan import split_names, tokenized_path
 
-    datasets = [d.strip() for d in str(config["dataset"]).split(",") if d.strip()]
-    wanted = tokenized_path(config, header["preset"], datasets)
+    wanted = tokenized_path(config, header["preset"], split_names(config["dataset"]))
     if wanted != current:
         config["tokenized_path"] = wanted
         print(f"r1sft: tokenization settings differ from the recipe's: tokenized data in {wanted}", flush=True)

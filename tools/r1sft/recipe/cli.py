@@ -112,7 +112,9 @@ def run_recipe(args: argparse.Namespace) -> int:
 def _dataset_names(value: str | None) -> list[str] | None:
     if value is None:
         return None
-    names = [d.strip() for d in value.split(",") if d.strip()]
+    from r1sft.recipe.plan import split_names
+
+    names = split_names(value)
     if not names:
         raise R1sftError(f"--dataset {value!r}: expected comma-separated names from data/dataset_info.json")
     return names

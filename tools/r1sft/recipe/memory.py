@@ -99,9 +99,10 @@ def activation_bytes_per_token_layer(
     # the other operand's gradient. H100, Qwen2.5-7B LoRA: 228 KB per token and layer measured, as counted here.
     linear_input = act_bytes if method == "full" else 0
     # fp32 input copy, normalised output, cast for the linear; liger's fused norm keeps its input (+ the linear's)
-    norm = residual_bytes * h + linear_input * h if liger else 4 * h + residual_bytes * h + linear_input * h
-    if liger and method == "full":
-        norm = 4 * h + act_bytes * h  # calibrated on Qwen2.5-1.5B full SFT (docs/performance.md)
+    if liger:  # full SFT: calibrated on Qwen2.5-1.5B (docs/performance.md); LoRA: its bf16 input only
+        norm = 4 * h + act_bytes * h if method == "full" else residual_bytes * h
+    else:
+        norm = 4 * h + residual_bytes * h + linear_input * h
     total = 2 * norm
     if shape.qk_norm:
         total += (4 + act_bytes) * (q + shape.kv_dim)

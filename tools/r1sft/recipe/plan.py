@@ -312,7 +312,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     # ---- data --------------------------------------------------------------------------------------------
     if request.datasets is not None and "dataset" in overrides:
         raise R1sftError("DATASET and --set dataset both name the datasets: use one")
-    datasets = request.datasets or _split(overrides.pop("dataset", None)) or [SAMPLE_DATASET]
+    datasets = request.datasets or split_names(overrides.pop("dataset", None)) or [SAMPLE_DATASET]
     repeated = sorted({name for name in datasets if datasets.count(name) > 1})
     if repeated:
         raise R1sftError(f"dataset {', '.join(repeated)} named twice: LLaMA-Factory would train on it twice; to weight "
@@ -798,7 +798,8 @@ def tokenized_path(train: dict, preset_name: str, datasets: list[str]) -> str:
             f"{packed}-{digest}")
 
 
-def _split(value: Any) -> list[str] | None:
+def split_names(value: Any) -> list[str] | None:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (dataset lists and the like); None stays None."""
     if value is None:
         return None
     return [part.strip() for part in str(value).split(",") if part.strip()]
