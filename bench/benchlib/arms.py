@@ -137,14 +137,21 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
         env = {}
     sets = " ".join(f"{k}={v}" for k, v in overrides.items())
     if not ctx.cpu:  # the hooks r1sft's launcher turns on for this config (lf_run.py installs them)
+        from r1sft import fused_lora
         from r1sft.launch import hook_switches
+        from r1sft.recipe.plan import uncheckpointed_layers
 
-        env = {**env, **hook_switches(config, env, plan.uncheckpointed_layers)}
+        fused = fused_lora.applies_to(config, env)
+        layers = plan.uncheckpointed_layers
+        if layers and not fused:  # the launcher's count for this environment (fused LoRA off keeps more per layer)
+            layers = uncheckpointed_layers(config, plan.preset, plan.gpu_mem, 1, fused=False)
+        env = {**env, **hook_switches(config, env, layers)}
     arm = Arm(name, config, env=env, note=note or ("r1sft plan_recipe: " + plan.make_command),
               plan_summary=plan.summary(), memory_estimate=plan.memory, packed=packing)
     if overrides:
         arm.note = (note + "; " if note else "") + f"r1sft recipe ... --set {sets}"
-        arm.memory_estimate = _estimate(ctx, config) or plan.memory
+    if overrides or env.get("R1SFT_UNCHECKPOINTED_LAYERS", "0") != str(plan.uncheckpointed_layers):
+        arm.memory_estimate = _estimate(ctx, config, env) or plan.memory
     return arm
 
 
@@ -175,8 +182,9 @@ def bench_keys(arm: Arm, ctx: Context, max_steps: int, tokenized: Path) -> None:
         c["dataloader_pin_memory"] = False
 
 
-def _estimate(ctx: Context, config: dict) -> Any:
-    """The planner's memory model for an arbitrary config (None when r1sft.recipe is missing or it is the CPU)."""
+def _estimate(ctx: Context, config: dict, env: dict | None = None) -> Any:
+    """The planner's memory model for an arbitrary config run with the hooks ``env`` switches on (None: none; None
+    returned when r1sft.recipe is missing or it is the CPU)."""
     if ctx.cpu:
         return None
     try:
@@ -195,7 +203,9 @@ def _estimate(ctx: Context, config: dict) -> Any:
         micro_batch=int(config.get("per_device_train_batch_size", 1)), zero_stage=zero,
         gradient_checkpointing=not config.get("disable_gradient_checkpointing", False),
         liger=bool(config.get("enable_liger_kernel", False)), lora_rank=int(config.get("lora_rank", 8)),
-        lora_dropout=float(config.get("lora_dropout", 0.0)))
+        lora_dropout=float(config.get("lora_dropout", 0.0)),
+        uncheckpointed_layers=int((env or {}).get("R1SFT_UNCHECKPOINTED_LAYERS", 0) or 0),
+        fused_lora=(env or {}).get("R1SFT_FUSED_LORA") == "on")
 
 
 # ------------------------------------------------------------------------------------ exploration variants
@@ -362,6 +372,19 @@ VARIANTS.update({
     "planned_packing_keep4": lambda ctx: _keep_layers(ctx, "planned_packing_keep4", 4),
     "planned_packing_keep8": lambda ctx: _keep_layers(ctx, "planned_packing_keep8", 8),
     "planned_packing_keep12": lambda ctx: _keep_layers(ctx, "planned_packing_keep12", 12),
+})
+
+# PEFT's own LoRA layer instead of r1sft.fused_lora (and the fewer uncheckpointed layers its memory allows).
+PEFT_LORA = {"R1SFT_FUSED_LORA": "off"}
+VARIANTS.update({
+    "planned_peft_lora": lambda ctx: planned(ctx, "planned_peft_lora", {**launcher_env(), **PEFT_LORA},
+                                             "planned, PEFT's LoRA layer (R1SFT_FUSED_LORA=off)"),
+    "planned_packing_peft_lora": lambda ctx: planned(
+        ctx, "planned_packing_peft_lora", {**launcher_env(), **PEFT_LORA},
+        "planned + packing, PEFT's LoRA layer (R1SFT_FUSED_LORA=off)", packing=True),
+    "planned_packing_autocast_peft_lora": lambda ctx: planned(
+        ctx, "planned_packing_autocast_peft_lora", {**launcher_env(), **PEFT_LORA},
+        "planned + packing, no DeepSpeed, PEFT's LoRA layer", packing=True, deepspeed="none"),
 })
 
 

@@ -20,6 +20,7 @@ HOOKS = {
     "packed_attention": ("packed samples attend through varlen attention", "LLaMA-Factory's dense mask is used"),
     "liger_chunking": ("liger's cross-entropy in chunks of up to 1 GiB of logits", "liger's default chunks are used"),
     "lora_input_cast": ("LoRA inputs stay bf16 under autocast", "PEFT copies LoRA inputs to fp32"),
+    "fused_lora": ("LoRA linears run as one autograd function", "PEFT's LoRA layer keeps dropped-out inputs"),
     "partial_checkpointing": ("the last layers run without gradient checkpointing", "every layer is checkpointed"),
 }
 

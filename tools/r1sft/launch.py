@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from r1sft import hooks, liger_chunking, lora_input_cast, packed_attention, partial_checkpointing
+from r1sft import fused_lora, hooks, liger_chunking, lora_input_cast, packed_attention, partial_checkpointing
 from r1sft.errors import R1sftError
 from r1sft.paths import REPO_ROOT
 from r1sft.yamlio import atomic_write_text, load_yaml, parse_assignments
@@ -100,6 +100,10 @@ def hook_switches(config: dict, environ: Mapping[str, str], uncheckpointed_layer
         # adapted layer's input to fp32 and autocast casts it back; its QLoRA layers already skip that.
         # R1SFT_LORA_INPUT_CAST=off keeps PEFT's copies.
         switches[lora_input_cast.ENV_VAR] = environ.get(lora_input_cast.ENV_VAR, "autocast")
+    if fused_lora.applies_to(config, environ):
+        # one autograd node per LoRA linear: no dropped-out input copies and masks kept for backward (half of a
+        # LoRA layer's activations at lora_dropout 0.05), no full-width scale and add. R1SFT_FUSED_LORA=off: PEFT's.
+        switches[fused_lora.ENV_VAR] = "on"
     return switches
 
 
@@ -110,7 +114,8 @@ def recipe_header(recipe: Path) -> dict[str, str]:
     return parse_header(recipe.read_text(encoding="utf-8", errors="replace"))
 
 
-def _uncheckpointed_layers(config: dict, header: Mapping[str, str], world: int) -> int:
+def _uncheckpointed_layers(config: dict, header: Mapping[str, str], world: int,
+                           environ: Mapping[str, str] | None = None) -> int:
     """Layers to leave uncheckpointed, recomputed for the config as launched (edits and overrides included) from
     the preset and GPU memory r1sft planned for; 0 for recipes r1sft did not plan."""
     if not header.get("preset") or config.get("disable_gradient_checkpointing") or config.get("use_cpu"):
@@ -128,7 +133,8 @@ def _uncheckpointed_layers(config: dict, header: Mapping[str, str], world: int) 
             print(f"r1sft: every layer checkpointed ({model} is not {preset.name}'s model: re-render the recipe "
                   "with --model-path to plan for it)", file=sys.stderr)
             return 0
-        return uncheckpointed_layers(config, preset, float(header.get("gpu_mem", 80)), world)
+        return uncheckpointed_layers(config, preset, float(header.get("gpu_mem", 80)), world,
+                                     fused=fused_lora.applies_to(config, environ or {}))
     except (R1sftError, ValueError, KeyError, TypeError) as exc:
         print(f"r1sft: every layer checkpointed ({exc})", file=sys.stderr)
         return 0
@@ -180,7 +186,7 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None, head
         for key, value in PERFORMANCE_ENV.items():
             env.setdefault(key, value)
     world = nproc * nnodes
-    switches = hook_switches(config, env, _uncheckpointed_layers(config, header or {}, world))
+    switches = hook_switches(config, env, _uncheckpointed_layers(config, header or {}, world, env))
     env.update(switches)
     if hooks.any_enabled(switches):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HOOKS_DIR), env.get("PYTHONPATH", "")]))

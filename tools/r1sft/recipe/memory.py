@@ -86,6 +86,7 @@ def activation_bytes_per_token_layer(
     micro_batch: int = 1,
     lora_dropout: float = 0.05,
     liger: bool = False,
+    fused_lora: bool = False,
 ) -> float:
     """Bytes one decoder layer keeps for backward per token, without gradient checkpointing (before the factor).
 
@@ -107,9 +108,14 @@ def activation_bytes_per_token_layer(
     if shape.qk_norm:
         total += (4 + act_bytes) * (q + shape.kv_dim)
     total += act_bytes * (2 * q + 2 * kv) + linear_input * q  # q, k after RoPE, v, SDPA output; o_proj's input
-    # gate, SiLU(gate) (not kept by liger), up; their product is the down projection's input
-    total += (2 if liger else 3) * act_bytes * i + linear_input * i
-    if method in ("lora", "qlora", "dora") and lora_dropout > 0:
+    fused = method == "lora" and fused_lora
+    # gate, SiLU(gate) (not kept by liger, nor by r1sft.fused_lora's MLP), up; their product is down_proj's input
+    total += (2 if liger or fused else 3) * act_bytes * i + linear_input * i
+    if fused:
+        # r1sft.fused_lora keeps the adapted linears' inputs, once per tensor: the normalised input of q/k/v and of
+        # gate/up (o_proj's is SDPA's output, down_proj's is computed again from gate and up), no dropout copies
+        total += act_bytes * 2 * h
+    elif method in ("lora", "qlora", "dora") and lora_dropout > 0:
         total += (act_bytes + 1) * sum(fan_in for _, fan_in, _ in shape.linears())  # dropout output + mask
     if method == "dora":
         total += 2 * act_bytes * sum(fan_out for _, _, fan_out in shape.linears())  # base and LoRA results
@@ -134,6 +140,7 @@ def estimate_memory(
     resize_vocab: bool = False,
     gpus_per_node: int | None = None,
     uncheckpointed_layers: int = 0,
+    fused_lora: bool = False,
 ) -> MemoryEstimate:
     """Peak bytes of one training process for ``method`` (full, lora, qlora, dora).
 
@@ -141,7 +148,7 @@ def estimate_memory(
     ZeRO-3 with optimizer and parameters in host RAM. ``seq_len`` is the longest sample (cutoff_len) and
     ``micro_batch`` the per-device batch, so T = seq_len x micro_batch tokens are live at once.
     ``uncheckpointed_layers``: with checkpointing, that many layers keep all their activations
-    (r1sft.partial_checkpointing).
+    (r1sft.partial_checkpointing). ``fused_lora``: LoRA's linears run as r1sft.fused_lora's autograd function.
     """
     if method not in ("full", "lora", "qlora", "dora"):
         raise ValueError(f"unknown method {method!r}")
@@ -219,6 +226,7 @@ def estimate_memory(
         micro_batch=micro_batch,
         lora_dropout=lora_dropout,
         liger=liger and on_gpu,
+        fused_lora=fused_lora,
     )
     if gradient_checkpointing:
         kept = min(max(uncheckpointed_layers, 0), shape.layers)
