@@ -108,6 +108,15 @@ def case_summary(case_res: dict, gpu: dict | None) -> list[str]:
         out.append(f"  loss, first {LOSS_STEPS} optimizer steps (baseline | {plan['arm']}):")
         for i, (a, b) in enumerate(zip(base["losses"][:LOSS_STEPS], plan["losses"][:LOSS_STEPS], strict=False)):
             out.append(f"    step {i + 1:2d}: {a:8.4f} | {b:8.4f}   diff {b - a:+.4f}")
+    # An arm that differs from another only in an implementation (a hook switched off: *_peft_lora, *_peft_cast,
+    # *_gc_all, *_keep<N>) must learn the same: their losses side by side.
+    for r in ok:
+        twin = next((arms.get(r["arm"][: -len(suffix)]) for suffix in ("_peft_lora", "_peft_cast", "_gc_all")
+                     if r["arm"].endswith(suffix)), None)
+        if twin and "losses" in twin and "losses" in r:
+            out.append(f"  loss, first {LOSS_STEPS} optimizer steps ({twin['arm']} | {r['arm']}):")
+            for i, (a, b) in enumerate(zip(twin["losses"][:LOSS_STEPS], r["losses"][:LOSS_STEPS], strict=False)):
+                out.append(f"    step {i + 1:2d}: {a:8.4f} | {b:8.4f}   diff {b - a:+.4f}")
     for r in ok:
         if r.get("estimate_gib") is not None and r.get("peak_smi_mib"):
             measured = r["peak_smi_mib"] / 1024
