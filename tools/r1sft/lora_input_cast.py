@@ -47,7 +47,7 @@ def autocast_runs_in(x) -> bool:
     return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == x.dtype
 
 
-def _has_variant(layer: Any) -> bool:
+def has_variant(layer: Any) -> bool:
     # peft >= 0.15 keeps DoRA & co. in `lora_variant`; older releases flag DoRA in `use_dora`.
     return bool(getattr(layer, "lora_variant", None)) or any(getattr(layer, "use_dora", {}).values())
 
@@ -65,7 +65,7 @@ def install() -> bool:
         @functools.wraps(original)
         def cast_input_dtype_unless_autocast(self, x, dtype):
             if (isinstance(x, torch.Tensor) and x.dtype != dtype and x.is_floating_point()
-                    and autocast_runs_in(x) and not _has_variant(self)):
+                    and autocast_runs_in(x) and not has_variant(self)):
                 _state["skipped"] += 1
                 return x
             if isinstance(x, torch.Tensor) and x.dtype != dtype:
