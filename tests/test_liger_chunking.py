@@ -152,9 +152,10 @@ def test_launcher_turns_it_on_for_liger_recipes_on_gpus():
     both = launch.launch_environment({"enable_liger_kernel": True, "neat_packing": True}, base)
     assert both["PYTHONPATH"].split(os.pathsep).count(str(launch.HOOKS_DIR)) == 1
 
-    for config, environ in [({"enable_liger_kernel": True, "use_cpu": True}, base),
-                            ({"enable_liger_kernel": False}, base),
-                            ({"enable_liger_kernel": True}, {**base, lc.ENV_VAR: "off"})]:
+    full = {"finetuning_type": "full"}  # LoRA recipes get r1sft.fused_lora's hook, whatever liger does
+    for config, environ in [({**full, "enable_liger_kernel": True, "use_cpu": True}, base),
+                            ({**full, "enable_liger_kernel": False}, base),
+                            ({**full, "enable_liger_kernel": True}, {**base, lc.ENV_VAR: "off"})]:
         env = launch.launch_environment(config, environ)
         assert env.get(lc.ENV_VAR, "off") == "off"
         assert str(launch.HOOKS_DIR) not in env.get("PYTHONPATH", "")
