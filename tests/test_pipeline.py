@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -31,6 +33,8 @@ def test_bare_run_sft_trains_the_demo_recipe():
     proc = run_cli("bash", "run_sft.sh", timeout=900)
     assert "recipes/tiny-qwen3/lora_sft.yaml" in proc.stdout
     assert "training exited with 0" in proc.stdout
+    # the LoRA linears trained through r1sft.fused_lora, none left to PEFT's forward
+    assert re.search(r"LoRA linears: [1-9]\d* calls fused, 0 left to PEFT", proc.stdout + proc.stderr)
 
 
 def test_merged_model_matches_base_plus_adapter(tmp_path):
