@@ -711,9 +711,9 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
                               **{**memory_args, "seq_len": int(train["cutoff_len"])})
         why["disable_gradient_checkpointing"] += (
             f"; r1sft train leaves the last {kept} of {shape.layers} layers uncheckpointed")
-        fused = " (r1sft.fused_lora keeps less per LoRA layer)" if fused_lora.applies_to(train, {}) else ""
+        fused = " with r1sft.fused_lora's LoRA layers" if fused_lora.applies_to(train, {}) else ""
         reasons.append(f"partial checkpointing: under r1sft train the last {kept} of {shape.layers} layers keep their "
-                       f"activations and skip recomputation{fused} ({_fmt_gib(est.peak)} per GPU; "
+                       f"activations and skip recomputation ({_fmt_gib(est.peak)} per GPU{fused}; "
                        "R1SFT_UNCHECKPOINTED_LAYERS=0 checkpoints all)")
 
     # ---- merge (export) recipe for adapters --------------------------------------------------------------
