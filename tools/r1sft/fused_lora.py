@@ -314,7 +314,7 @@ def install() -> bool:
                 if inputs is None:
                     _state["peft"] += 1
                     return mlp_original(self, x)
-                gate, up = self.gate_proj(x), self.up_proj(x)
+                gate, up = self.gate_proj(x).contiguous(), self.up_proj(x).contiguous()  # liger's kernels want rows
                 _state["fused"] += 1
                 with torch.autocast(x.device.type, enabled=False):
                     return swiglu_down_function.apply(gate.to(inputs[0]), up.to(inputs[0]), *inputs[1:])
