@@ -2,9 +2,9 @@
 
 Installs the start-up hooks the launcher switched on through their environment variables (``r1sft.hooks``:
 ``R1SFT_PACKED_ATTENTION=varlen``, ``R1SFT_LIGER_CHUNKING=budget``, ``R1SFT_LORA_INPUT_CAST=autocast``,
-``R1SFT_FUSED_LORA=on``, ``R1SFT_UNCHECKPOINTED_LAYERS=N``), in the
-launcher's process and in every torchrun worker. Anything else: nothing. Then hands over to the
-``sitecustomize`` this one shadows, if the environment has one.
+``R1SFT_FUSED_LORA=on``, ``R1SFT_UNCHECKPOINTED_LAYERS=N``), in the launcher's process and in every torchrun
+worker. Anything else: nothing. Then hands over to the ``sitecustomize`` this one shadows, if the environment has
+one.
 """
 
 import importlib.util
