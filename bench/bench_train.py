@@ -34,7 +34,7 @@ from benchlib import arms as arms_mod  # noqa: E402
 from benchlib import report  # noqa: E402
 from benchlib.cases import CASES, DEFAULT_CASES  # noqa: E402
 from benchlib.measure import MemoryPoller, flops, gpu_info  # noqa: E402
-from benchlib.synth import make_dataset  # noqa: E402
+from benchlib.synth import make_dataset, shape_spec  # noqa: E402
 
 LF_RUN = BENCH_DIR / "benchlib" / "lf_run.py"
 
@@ -76,10 +76,7 @@ def _model_shape(case, smoke: bool) -> tuple[dict, object]:
     if smoke:
         tiny = ensure_tiny_model(f"tiny-{preset.family.name}")
         shape = shape_from_config(read_config(tiny), preset.family)
-    spec = {"family": preset.family.name, "hidden": shape.hidden, "layers": shape.layers, "heads": shape.heads,
-            "kv_heads": shape.kv_heads, "head_dim": shape.head_dim, "intermediate": shape.intermediate,
-            "vocab": shape.vocab, "tied": shape.tied}
-    return spec, shape
+    return shape_spec(preset.family.name, shape), shape
 
 
 def _free_port() -> int:

@@ -14,7 +14,6 @@ their largest value. ``python bench/fused_lora_check.py [--preset qwen2.5-7b] [-
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
@@ -24,21 +23,16 @@ from r1sft import fused_lora, lora_input_cast
 
 def build(preset_name: str, layers: int, adapter_dtype: torch.dtype):
     """``layers`` decoder layers of the preset's shape, every linear adapted as r1sft's LoRA recipes do."""
+    from benchlib.synth import model_config, shape_spec
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     from r1sft.presets import get_preset
-    from r1sft.tiny import ensure_tiny_model
 
     preset = get_preset(preset_name)
-    shape = preset.shape
-    cfg = json.loads((ensure_tiny_model(f"tiny-{preset.family.name}") / "config.json").read_text())
-    cfg.update(hidden_size=shape.hidden, num_hidden_layers=layers, num_attention_heads=shape.heads,
-               num_key_value_heads=shape.kv_heads, intermediate_size=shape.intermediate, head_dim=shape.head_dim,
-               vocab_size=256, attention_bias=shape.attention_bias)  # the embedding is not what is measured
-    for key in ("torch_dtype", "dtype", "architectures", "transformers_version", "layer_types"):
-        cfg.pop(key, None)
-    config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    # the embedding is not what is measured: a 256-token vocabulary
+    spec = {**shape_spec(preset.family.name, preset.shape), "layers": layers, "vocab": 256}
+    config = model_config(spec)
     config._attn_implementation = "sdpa"
     torch.manual_seed(0)
     with torch.device("cuda"):

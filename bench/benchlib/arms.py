@@ -141,10 +141,8 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
         from r1sft.launch import hook_switches
         from r1sft.recipe.plan import uncheckpointed_layers
 
-        fused = fused_lora.applies_to(config, env)
-        layers = plan.uncheckpointed_layers
-        if layers and not fused:  # the launcher's count for this environment (fused LoRA off keeps more per layer)
-            layers = uncheckpointed_layers(config, plan.preset, plan.gpu_mem, 1, fused=False)
+        # the launcher's count for this environment (with R1SFT_FUSED_LORA=off a LoRA layer keeps more)
+        layers = uncheckpointed_layers(config, plan.preset, plan.gpu_mem, 1, fused=fused_lora.applies_to(config, env))
         env = {**env, **hook_switches(config, env, layers)}
     arm = Arm(name, config, env=env, note=note or ("r1sft plan_recipe: " + plan.make_command),
               plan_summary=plan.summary(), memory_estimate=plan.memory, packed=packing)
@@ -188,6 +186,7 @@ def _estimate(ctx: Context, config: dict, env: dict | None = None) -> Any:
     if ctx.cpu:
         return None
     try:
+        from r1sft import fused_lora
         from r1sft.presets import family_for_model, read_config, shape_from_config
         from r1sft.recipe import estimate_memory
     except ImportError:
@@ -205,7 +204,7 @@ def _estimate(ctx: Context, config: dict, env: dict | None = None) -> Any:
         liger=bool(config.get("enable_liger_kernel", False)), lora_rank=int(config.get("lora_rank", 8)),
         lora_dropout=float(config.get("lora_dropout", 0.0)),
         uncheckpointed_layers=int((env or {}).get("R1SFT_UNCHECKPOINTED_LAYERS", 0) or 0),
-        fused_lora=(env or {}).get("R1SFT_FUSED_LORA") == "on")
+        fused_lora=fused_lora.enabled_by_env(env or {}))
 
 
 # ------------------------------------------------------------------------------------ exploration variants

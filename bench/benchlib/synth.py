@@ -29,20 +29,18 @@ def tiny_dir(family: str) -> Path:
     return ensure_tiny_model(f"tiny-{family}")
 
 
-def build_model(shape: dict, out_dir: Path, device: str = "cpu", seed: int = 0) -> Path:
-    """Write a bf16 random model of ``shape`` with the tiny family tokenizer to ``out_dir`` (skipped if present).
+def shape_spec(family: str, shape) -> dict:
+    """The JSON-able shape ``model_config`` and ``build_model`` take, from an ``r1sft.presets.Shape``."""
+    return {"family": family, "hidden": shape.hidden, "layers": shape.layers, "heads": shape.heads,
+            "kv_heads": shape.kv_heads, "head_dim": shape.head_dim, "intermediate": shape.intermediate,
+            "vocab": shape.vocab, "tied": shape.tied}
 
-    ``shape``: family, hidden, layers, heads, kv_heads, head_dim, intermediate, vocab, tied.
-    """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
 
-    stamp = out_dir / "bench_shape.json"
-    want = json.dumps(shape, sort_keys=True)
-    if stamp.exists() and stamp.read_text() == want:
-        return out_dir
-    tiny = tiny_dir(shape["family"])
-    cfg = json.loads((tiny / "config.json").read_text())
+def model_config(shape: dict):
+    """The transformers config of the tiny family model, resized to ``shape`` (see ``shape_spec``)."""
+    from transformers import AutoConfig
+
+    cfg = json.loads((tiny_dir(shape["family"]) / "config.json").read_text())
     cfg.update(hidden_size=shape["hidden"], num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
                num_key_value_heads=shape["kv_heads"], intermediate_size=shape["intermediate"],
                vocab_size=shape["vocab"], tie_word_embeddings=shape["tied"],
@@ -51,7 +49,21 @@ def build_model(shape: dict, out_dir: Path, device: str = "cpu", seed: int = 0) 
         cfg["head_dim"] = shape["head_dim"]
     for key in ("torch_dtype", "dtype", "architectures", "transformers_version", "layer_types"):
         cfg.pop(key, None)
-    config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    return AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+
+
+def build_model(shape: dict, out_dir: Path, device: str = "cpu", seed: int = 0) -> Path:
+    """Write a bf16 random model of ``shape`` (see ``shape_spec``) with the tiny family tokenizer to ``out_dir``
+    (skipped if present)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    stamp = out_dir / "bench_shape.json"
+    want = json.dumps(shape, sort_keys=True)
+    if stamp.exists() and stamp.read_text() == want:
+        return out_dir
+    tiny = tiny_dir(shape["family"])
+    config = model_config(shape)
     torch.manual_seed(seed)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)

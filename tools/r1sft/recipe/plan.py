@@ -703,17 +703,17 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         why["tokenized_path"] = "tokenize once, reuse: delete it after changing the data"
 
     # ---- partial checkpointing: the layers memory still holds run without it (under `r1sft train`) ----------
-    kept = uncheckpointed_layers(train, preset, gpu_mem, world) if gc else 0
+    fused = fused_lora.applies_to(train, {})  # r1sft train's default for this recipe
+    kept = uncheckpointed_layers(train, preset, gpu_mem, world, fused=fused) if gc else 0
     if kept:
         est = estimate_memory(shape, zero_stage=ZERO[ds][0] if ds else None, offload=ZERO[ds][1] if ds else False,
                               gradient_checkpointing=True, micro_batch=pdb, uncheckpointed_layers=kept,
-                              fused_lora=fused_lora.applies_to(train, {}),
-                              **{**memory_args, "seq_len": int(train["cutoff_len"])})
+                              fused_lora=fused, **{**memory_args, "seq_len": int(train["cutoff_len"])})
         why["disable_gradient_checkpointing"] += (
             f"; r1sft train leaves the last {kept} of {shape.layers} layers uncheckpointed")
-        fused = " with r1sft.fused_lora's LoRA layers" if fused_lora.applies_to(train, {}) else ""
+        with_fused = " with r1sft.fused_lora's LoRA layers" if fused else ""
         reasons.append(f"partial checkpointing: under r1sft train the last {kept} of {shape.layers} layers keep their "
-                       f"activations and skip recomputation ({_fmt_gib(est.peak)} per GPU{fused}; "
+                       f"activations and skip recomputation ({_fmt_gib(est.peak)} per GPU{with_fused}; "
                        "R1SFT_UNCHECKPOINTED_LAYERS=0 checkpoints all)")
 
     # ---- merge (export) recipe for adapters --------------------------------------------------------------
