@@ -1,4 +1,4 @@
-"""GPU check of r1sft.fused_lora against PEFT's LoRA layer: same loss and gradients, time and memory per layer.
+"""GPU check of r1sft.patches.fused_lora against PEFT's LoRA layer: same loss and gradients, time and memory per layer.
 
 Builds a few decoder layers of a preset's real shape (random bf16 weights, Qwen2/Qwen3/Llama from transformers),
 adapts every linear with PEFT (r1sft's defaults: rank 64, alpha 128, dropout 0.05) and runs forward+backward of
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from r1sft import fused_lora, lora_input_cast
+from r1sft.patches import fused_lora, lora_input_cast
 
 
 def build(preset_name: str, layers: int, adapter_dtype: torch.dtype):
@@ -82,7 +82,7 @@ def main() -> int:
         results = {}
         for fused in (False, True):
             # PEFT's dropout runs on its fp32 copy of the input under autocast: another kernel, other masks. With
-            # r1sft.lora_input_cast it runs on the bf16 input, as the fused layer's does, so both draw the same.
+            # r1sft.patches.lora_input_cast it runs on the bf16 input, as the fused layer's does, so both draw the same.
             lora_input_cast.install()
             if fused:
                 fused_lora.install()

@@ -6,7 +6,7 @@ For Qwen's 152k vocabulary that is 64 chunks of 256 tokens for a 16k-token micro
 the lm_head is trained (full SFT, tied embeddings) every chunk re-reads and re-writes the fp32 weight gradient
 (0.9 GB). For the presets' head shapes, under bf16 autocast as in training, this prints milliseconds per
 forward+backward, the transient memory above the inputs, and max |difference| of loss and gradients against the
-default, for ``r1sft.liger_chunking``'s budgets. ``python bench/liger_chunk_check.py [--tokens 16384]``
+default, for ``r1sft.patches.liger_chunking``'s budgets. ``python bench/liger_chunk_check.py [--tokens 16384]``
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from r1sft import liger_chunking
+from r1sft.patches import liger_chunking
 
 SHAPES = {  # name: (hidden, vocabulary, lm_head trained and fp32 as in full SFT)
     "qwen2.5-1.5b full": (1536, 151936, True),

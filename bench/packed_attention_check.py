@@ -1,4 +1,4 @@
-"""GPU check of r1sft.packed_attention: the varlen path against LLaMA-Factory's dense block-diagonal SDPA.
+"""GPU check of r1sft.patches.packed_attention: the varlen path against LLaMA-Factory's dense block-diagonal SDPA.
 
 For attention shapes of the presets (grouped-query heads, head dim 128) and one pack of R1-length documents
 (log-normal, median 4k tokens, up to the cutoff), builds LLaMA-Factory's own 4D mask
@@ -54,7 +54,7 @@ def main() -> int:
     from llamafactory.data.collator import prepare_4d_attention_mask
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from r1sft import packed_attention
+    from r1sft.patches import packed_attention
 
     assert packed_attention.install()
     row = pack_rows(args.cutoff, seed=1)

@@ -1,4 +1,4 @@
-"""r1sft.fused_lora: PEFT's LoRA linears and the gated MLP's end as autograd functions that keep less for backward.
+"""r1sft.patches.fused_lora: PEFT's LoRA linears and the gated MLP's end as autograd functions that keep less for backward.
 
 Same losses and gradients as PEFT's layers (to fp64 rounding) on tiny real models of each family, with and without
 dropout (the mask is drawn again from the saved RNG state), under both kinds of gradient checkpointing and under
@@ -12,10 +12,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from r1sft import fused_lora, launch
+from r1sft.patches import fused_lora
 from r1sft.presets import get_preset
 from r1sft.recipe import RecipeRequest, plan_recipe
 from r1sft.recipe.memory import activation_bytes_per_token_layer
+from r1sft.train.switches import patch_switches, planned_uncheckpointed_layers
 
 
 @pytest.fixture
@@ -154,12 +155,12 @@ def test_uninstall_restores_peft_and_the_mlps(fused):
 
 def test_launcher_switches_it_on_for_plain_lora_without_zero3():
     lora = {"finetuning_type": "lora", "bf16": True}
-    assert launch.hook_switches(lora, {})[fused_lora.ENV_VAR] == "on"
-    assert launch.hook_switches({**lora, "deepspeed": "ds_configs/z2.json"}, {})[fused_lora.ENV_VAR] == "on"
+    assert patch_switches(lora, {})[fused_lora.ENV_VAR] == "on"
+    assert patch_switches({**lora, "deepspeed": "ds_configs/z2.json"}, {})[fused_lora.ENV_VAR] == "on"
     for other in ({"deepspeed": "ds_configs/z3.json"}, {"deepspeed": "ds_configs/z3_offload.json"},
                   {"use_dora": True}, {"quantization_bit": 4}, {"finetuning_type": "full"}):
-        assert fused_lora.ENV_VAR not in launch.hook_switches({**lora, **other}, {})
-    assert fused_lora.ENV_VAR not in launch.hook_switches(lora, {fused_lora.ENV_VAR: "off"})  # the user's choice
+        assert fused_lora.ENV_VAR not in patch_switches({**lora, **other}, {})
+    assert fused_lora.ENV_VAR not in patch_switches(lora, {fused_lora.ENV_VAR: "off"})  # the user's choice
 
 
 def test_memory_model_and_planner_count_it():
@@ -172,6 +173,6 @@ def test_memory_model_and_planner_count_it():
     plan = plan_recipe(RecipeRequest(**request), build_tiny=False)
     assert "deepspeed" not in plan.train  # fp32 adapters under autocast: faster than ZeRO-2 with the fused layer
     config, header = dict(plan.train), {"preset": "qwen2.5-7b", "gpu_mem": "80"}
-    with_fused = launch._uncheckpointed_layers(config, header, 1)
+    with_fused = planned_uncheckpointed_layers(config, header, 1)
     assert with_fused == plan.uncheckpointed_layers
-    assert launch._uncheckpointed_layers(config, header, 1, {fused_lora.ENV_VAR: "off"}) < with_fused - 5
+    assert planned_uncheckpointed_layers(config, header, 1, {fused_lora.ENV_VAR: "off"}) < with_fused - 5

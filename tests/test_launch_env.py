@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from r1sft import launch
 from r1sft.errors import R1sftError
+from r1sft.train import launch
 from tests.conftest import VENV_BIN, run_cli
 
 GPU_LORA = {"finetuning_type": "lora", "bf16": True, "output_dir": "saves/x"}

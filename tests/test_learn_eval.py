@@ -8,8 +8,8 @@ import re
 import pytest
 import yaml
 
-from r1sft.learn import write_task
 from r1sft.paths import CACHE_DIR
+from r1sft.walkthrough.learn import write_task
 from tests.conftest import VENV_BIN, run_cli
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""r1sft.liger_chunking: liger's chunk formula, the budgeted choice, the wrapper, the start-up hook and the launcher.
+"""r1sft.patches.liger_chunking: liger's chunk formula, the budgeted choice, the wrapper, the start-up hook and the launcher.
 
 liger-kernel needs triton and a GPU, so it is not installed on the CPU machines the tests run on: the wrapper is
 exercised on a package with liger 0.8's functional signature (the GPU side: ``bench/liger_chunk_check.py``, which
@@ -16,9 +16,10 @@ import textwrap
 import pytest
 import torch
 
-from r1sft import launch
-from r1sft import liger_chunking as lc
+from r1sft.patches import liger_chunking as lc
+from r1sft.patches import registry
 from r1sft.paths import REPO_ROOT
+from r1sft.train import launch
 
 GIB = 2**30
 SHAPES = [  # (tokens of a micro-batch, hidden, vocabulary)
@@ -131,7 +132,7 @@ def test_startup_hook_installs_it_in_every_launched_process(stand_in_liger, sett
         print(functional.CALLS)
     """)
     env = {**os.environ, "R1SFT_LIGER_CHUNKING": setting,
-           "PYTHONPATH": os.pathsep.join([str(launch.HOOKS_DIR), str(REPO_ROOT / "tools"), str(stand_in_root)])}
+           "PYTHONPATH": os.pathsep.join([str(registry.SITE_DIR), str(REPO_ROOT / "tools"), str(stand_in_root)])}
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 0, done.stderr
@@ -147,15 +148,15 @@ def test_launcher_turns_it_on_for_liger_recipes_on_gpus():
     base = {"PATH": os.environ.get("PATH", ""), "NPROC_PER_NODE": "1"}
     env = launch.launch_environment({"enable_liger_kernel": True}, base)
     assert env[lc.ENV_VAR] == "budget"
-    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(launch.HOOKS_DIR)
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(registry.SITE_DIR)
 
     both = launch.launch_environment({"enable_liger_kernel": True, "neat_packing": True}, base)
-    assert both["PYTHONPATH"].split(os.pathsep).count(str(launch.HOOKS_DIR)) == 1
+    assert both["PYTHONPATH"].split(os.pathsep).count(str(registry.SITE_DIR)) == 1
 
-    full = {"finetuning_type": "full"}  # LoRA recipes get r1sft.fused_lora's hook, whatever liger does
+    full = {"finetuning_type": "full"}  # LoRA recipes get r1sft.patches.fused_lora's hook, whatever liger does
     for config, environ in [({**full, "enable_liger_kernel": True, "use_cpu": True}, base),
                             ({**full, "enable_liger_kernel": False}, base),
                             ({**full, "enable_liger_kernel": True}, {**base, lc.ENV_VAR: "off"})]:
         env = launch.launch_environment(config, environ)
         assert env.get(lc.ENV_VAR, "off") == "off"
-        assert str(launch.HOOKS_DIR) not in env.get("PYTHONPATH", "")
+        assert str(registry.SITE_DIR) not in env.get("PYTHONPATH", "")

@@ -1,4 +1,4 @@
-"""r1sft.packed_attention: boundaries recovered from LLaMA-Factory's own 4D mask, same outputs as its dense path."""
+"""r1sft.patches.packed_attention: boundaries recovered from LLaMA-Factory's own 4D mask, same outputs as its dense path."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from llamafactory.data.collator import prepare_4d_attention_mask
 
-from r1sft import packed_attention
+from r1sft.patches import packed_attention
 
 
 def _lf_mask(rows: list[list[int]], dtype=torch.float32) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from r1sft.parity import PROBE_SYSTEMS, check_parity, lf_template
+from r1sft.merge.parity import PROBE_SYSTEMS, check_parity, lf_template
 from tests.conftest import VENV_BIN, run_cli
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""r1sft.lora_input_cast and r1sft.partial_checkpointing: same numbers as without them, switched on by the
+"""r1sft.patches.lora_input_cast and r1sft.patches.partial_checkpointing: same numbers as without them, switched on by the
 launcher for the recipes that need them, and planned within the memory budget.
 
 The GPU side (tokens/s, peak memory, losses side by side) is `bench/bench_train.py --case qwen2.5-7b-lora`; here
@@ -15,14 +15,16 @@ import pytest
 import torch
 from torch import nn
 
-from r1sft import launch
-from r1sft import lora_input_cast as lic
-from r1sft import partial_checkpointing as pc
+from r1sft.patches import lora_input_cast as lic
+from r1sft.patches import partial_checkpointing as pc
+from r1sft.patches import registry
 from r1sft.paths import REPO_ROOT
 from r1sft.presets import get_preset
 from r1sft.recipe import RecipeRequest, plan_recipe
+from r1sft.recipe.fit import HEADROOM, uncheckpointed_layers
 from r1sft.recipe.memory import GIB, activation_bytes_per_token_layer
-from r1sft.recipe.plan import HEADROOM, uncheckpointed_layers
+from r1sft.train import launch
+from r1sft.train.switches import patch_switches, planned_uncheckpointed_layers
 
 
 class TwoLinears(nn.Module):
@@ -155,30 +157,30 @@ def test_launcher_recomputes_for_the_config_it_launches():
     plan = _plan("lora", packing=True)
     header = {"preset": "qwen2.5-7b", "gpu_mem": "80"}
     config = dict(plan.train)
-    assert launch._uncheckpointed_layers(config, header, 1) == plan.uncheckpointed_layers
+    assert planned_uncheckpointed_layers(config, header, 1) == plan.uncheckpointed_layers
     longer = {**config, "cutoff_len": 32768}  # an edit or override: fewer layers fit, never an OOM plan
-    assert launch._uncheckpointed_layers(longer, header, 1) < plan.uncheckpointed_layers
-    assert launch._uncheckpointed_layers(config, {}, 1) == 0  # not planned by r1sft: LLaMA-Factory's behaviour
+    assert planned_uncheckpointed_layers(longer, header, 1) < plan.uncheckpointed_layers
+    assert planned_uncheckpointed_layers(config, {}, 1) == 0  # not planned by r1sft: LLaMA-Factory's behaviour
     assert uncheckpointed_layers({**config, "disable_gradient_checkpointing": True}, plan.preset, 80, 1) == 0
-    switches = launch.hook_switches(config, {}, plan.uncheckpointed_layers)
+    switches = patch_switches(config, {}, plan.uncheckpointed_layers)
     assert switches[pc.ENV_VAR] == str(plan.uncheckpointed_layers)
-    assert launch.hook_switches(config, {pc.ENV_VAR: "0"}, 5)[pc.ENV_VAR] == "0"  # the user's choice wins
+    assert patch_switches(config, {pc.ENV_VAR: "0"}, 5)[pc.ENV_VAR] == "0"  # the user's choice wins
 
 
 def test_launcher_turns_the_cast_hook_on_for_autocast_lora_only():
     ddp_lora = {"finetuning_type": "lora", "bf16": True, "lora_rank": 64}
-    assert launch.hook_switches(ddp_lora, {})[lic.ENV_VAR] == "autocast"
-    assert lic.ENV_VAR not in launch.hook_switches({**ddp_lora, "deepspeed": "ds_configs/z2.json"}, {})
-    assert lic.ENV_VAR not in launch.hook_switches({**ddp_lora, "use_cpu": True, "bf16": False}, {})
-    assert lic.ENV_VAR not in launch.hook_switches({"finetuning_type": "full", "bf16": True}, {})
-    assert launch.hook_switches(ddp_lora, {lic.ENV_VAR: "off"})[lic.ENV_VAR] == "off"
+    assert patch_switches(ddp_lora, {})[lic.ENV_VAR] == "autocast"
+    assert lic.ENV_VAR not in patch_switches({**ddp_lora, "deepspeed": "ds_configs/z2.json"}, {})
+    assert lic.ENV_VAR not in patch_switches({**ddp_lora, "use_cpu": True, "bf16": False}, {})
+    assert lic.ENV_VAR not in patch_switches({"finetuning_type": "full", "bf16": True}, {})
+    assert patch_switches(ddp_lora, {lic.ENV_VAR: "off"})[lic.ENV_VAR] == "off"
 
 
 def test_startup_hook_installs_both_in_a_fresh_interpreter():
     code = ("from peft.tuners.lora import layer; from transformers.modeling_utils import PreTrainedModel as P; "
             "print(hasattr(layer.Linear._cast_input_dtype, '__wrapped__'), "
             "hasattr(P._set_gradient_checkpointing, '__wrapped__'))")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(launch.HOOKS_DIR), str(REPO_ROOT / "tools")]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(registry.SITE_DIR), str(REPO_ROOT / "tools")]),
            lic.ENV_VAR: "autocast", pc.ENV_VAR: "3"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -192,15 +194,15 @@ def test_startup_hook_installs_both_in_a_fresh_interpreter():
 def test_launch_recounts_for_new_tokens_and_other_models():
     plan = _plan("lora", packing=True)
     config, header = dict(plan.train), {"preset": "qwen2.5-7b", "gpu_mem": "80"}
-    planned = launch._uncheckpointed_layers(config, header, 1)
+    planned = planned_uncheckpointed_layers(config, header, 1)
     for key, value in (("add_tokens", "<x>"), ("resize_vocab", True), ("additional_target", "embed_tokens")):
-        assert launch._uncheckpointed_layers({**config, key: value}, header, 1) < planned  # trainable embeddings
+        assert planned_uncheckpointed_layers({**config, key: value}, header, 1) < planned  # trainable embeddings
     other = {**config, "model_name_or_path": "Qwen/Qwen2.5-14B-Instruct"}
-    assert launch._uncheckpointed_layers(other, header, 1) == 0  # its shape is not the one planned for
+    assert planned_uncheckpointed_layers(other, header, 1) == 0  # its shape is not the one planned for
 
 
 def test_tokenized_path_follows_the_settings_it_depends_on(capsys):
-    from r1sft.recipe.plan import tokenized_path
+    from r1sft.recipe.values import tokenized_path
 
     plan = _plan("lora", packing=True)
     config, header = dict(plan.train), {"preset": "qwen2.5-7b"}
@@ -228,5 +230,5 @@ def test_launch_words_read_as_booleans():
 
 def test_no_partial_checkpointing_on_the_dense_packed_path():
     packed = {"neat_packing": True, "finetuning_type": "lora", "bf16": True}
-    assert pc.ENV_VAR in launch.hook_switches(packed, {}, 12)
-    assert pc.ENV_VAR not in launch.hook_switches(packed, {"R1SFT_PACKED_ATTENTION": "off"}, 12)
+    assert pc.ENV_VAR in patch_switches(packed, {}, 12)
+    assert pc.ENV_VAR not in patch_switches(packed, {"R1SFT_PACKED_ATTENTION": "off"}, 12)

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from r1sft.merge import merged_logit_difference
+from r1sft.merge.export import merged_logit_difference
 from r1sft.paths import REPO_ROOT
 from tests.conftest import VENV_BIN, run_cli
 
@@ -33,7 +33,7 @@ def test_bare_run_sft_trains_the_demo_recipe():
     proc = run_cli("bash", "run_sft.sh", timeout=900)
     assert "recipes/tiny-qwen3/lora_sft.yaml" in proc.stdout
     assert "training exited with 0" in proc.stdout
-    # the LoRA linears trained through r1sft.fused_lora, none left to PEFT's forward
+    # the LoRA linears trained through r1sft.patches.fused_lora, none left to PEFT's forward
     assert re.search(r"LoRA linears: [1-9]\d* calls fused, 0 left to PEFT", proc.stdout + proc.stderr)
 
 

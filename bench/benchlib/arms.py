@@ -39,7 +39,7 @@ EXPANDABLE = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
 # PyTorch prefers cuDNN attention on Hopper; TORCH_CUDNN_SDPA_PREFERRED=0 moves SDPA off it. Measured on the H100
 # (docs/performance.md): 3x slower steps without checkpointing, so r1sft leaves it alone. Kept to re-measure.
 FAST_ENV = {**EXPANDABLE, "TORCH_CUDNN_SDPA_PREFERRED": "0"}
-VARLEN_ENV = {**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}  # what r1sft.launch adds for neat_packing recipes
+VARLEN_ENV = {**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}  # what r1sft.train adds for neat_packing recipes
 
 
 @dataclass
@@ -110,9 +110,9 @@ def baseline(ctx: Context) -> Arm:
 
 
 def launcher_env() -> dict[str, str]:
-    """Environment r1sft's launcher adds for speed (``r1sft.launch.PERFORMANCE_ENV``), when it defines one."""
+    """Environment r1sft's launcher adds for speed (``r1sft.train.launch.PERFORMANCE_ENV``), when it defines one."""
     try:
-        from r1sft import launch
+        from r1sft.train import launch
     except ImportError:
         return {}
     return dict(getattr(launch, "PERFORMANCE_ENV", None) or {})
@@ -137,13 +137,13 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
         env = {}
     sets = " ".join(f"{k}={v}" for k, v in overrides.items())
     if not ctx.cpu:  # the hooks r1sft's launcher turns on for this config (lf_run.py installs them)
-        from r1sft import fused_lora
-        from r1sft.launch import hook_switches
-        from r1sft.recipe.plan import uncheckpointed_layers
+        from r1sft.patches import fused_lora
+        from r1sft.recipe.fit import uncheckpointed_layers
+        from r1sft.train.switches import patch_switches
 
         # the launcher's count for this environment (with R1SFT_FUSED_LORA=off a LoRA layer keeps more)
         layers = uncheckpointed_layers(config, plan.preset, plan.gpu_mem, 1, fused=fused_lora.applies_to(config, env))
-        env = {**env, **hook_switches(config, env, layers)}
+        env = {**env, **patch_switches(config, env, layers)}
     arm = Arm(name, config, env=env, note=note or ("r1sft plan_recipe: " + plan.make_command),
               plan_summary=plan.summary(), memory_estimate=plan.memory, packed=packing)
     if overrides:
@@ -186,7 +186,7 @@ def _estimate(ctx: Context, config: dict, env: dict | None = None) -> Any:
     if ctx.cpu:
         return None
     try:
-        from r1sft import fused_lora
+        from r1sft.patches import fused_lora
         from r1sft.presets import family_for_model, read_config, shape_from_config
         from r1sft.recipe import estimate_memory
     except ImportError:
@@ -258,14 +258,14 @@ VARIANTS = {
         "nogc_bf16_kahan", ctx, "+ pure_bf16 with Kahan-summed StableAdamW (torch-optimi)", env=EXPANDABLE,
         disable_gradient_checkpointing=True, pure_bf16=True, optim="stable_adamw"),
     "nogc_neat_varlen": lambda ctx: _variant(
-        "nogc_neat_varlen", ctx, "+ neat_packing through r1sft.packed_attention (varlen)",
+        "nogc_neat_varlen", ctx, "+ neat_packing through r1sft.patches.packed_attention (varlen)",
         env=VARLEN_ENV, packed=True, disable_gradient_checkpointing=True, packing=True, neat_packing=True),
     "nogc_neat_varlen_kahan": lambda ctx: _variant(
         "nogc_neat_varlen_kahan", ctx, "+ neat_packing (varlen) + pure_bf16 + Kahan StableAdamW",
         env=VARLEN_ENV, packed=True, disable_gradient_checkpointing=True, packing=True, neat_packing=True,
         pure_bf16=True, optim="stable_adamw"),
     "gc_neat_varlen": lambda ctx: _variant(
-        "gc_neat_varlen", ctx, "checkpointing + neat_packing through r1sft.packed_attention (varlen)",
+        "gc_neat_varlen", ctx, "checkpointing + neat_packing through r1sft.patches.packed_attention (varlen)",
         env=VARLEN_ENV, packed=True, packing=True, neat_packing=True),
     "nogc_compile": lambda ctx: _variant(
         "nogc_compile", ctx, "+ torch_compile (regional, dynamic shapes)",
@@ -332,7 +332,7 @@ VARIANTS.update({
                                                          optim="adamw_torch_fused"),
 })
 
-# liger's own cross-entropy chunking (64 chunks at 16k tokens for Qwen2.5-1.5B), as before r1sft.liger_chunking.
+# liger's own cross-entropy chunking (64 chunks at 16k tokens for Qwen2.5-1.5B), as before r1sft.patches.liger_chunking.
 LIGER_DEFAULT_CHUNKS = {"R1SFT_LIGER_CHUNKING": "off"}
 VARIANTS.update({
     "planned_liger_default": lambda ctx: planned(ctx, "planned_liger_default", {**launcher_env(), **LIGER_DEFAULT_CHUNKS},
@@ -347,12 +347,12 @@ VARIANTS.update({
 
 
 # LoRA without DeepSpeed: fp32 adapters under autocast, as r1sft's DDP recipes for several GPUs train them;
-# r1sft.lora_input_cast on (the launcher's default there) or off (PEFT's fp32 copy of every adapted layer's input).
+# r1sft.patches.lora_input_cast on (the launcher's default there) or off (PEFT's fp32 copy of every adapted layer's input).
 PEFT_INPUT_CAST = {"R1SFT_LORA_INPUT_CAST": "off"}
 
 
 def _keep_layers(ctx: Context, name: str, layers: int) -> Arm:
-    """The packed plan with r1sft.partial_checkpointing: the last ``layers`` layers not checkpointed (0: all)."""
+    """The packed plan with r1sft.patches.partial_checkpointing: the last ``layers`` layers not checkpointed (0: all)."""
     what = f"the last {layers} layers without" if layers else "every layer with"
     return planned(ctx, name, {**launcher_env(), "R1SFT_UNCHECKPOINTED_LAYERS": str(layers)},
                    f"planned + packing, {what} gradient checkpointing", packing=True)
@@ -373,7 +373,7 @@ VARIANTS.update({
     "planned_packing_keep12": lambda ctx: _keep_layers(ctx, "planned_packing_keep12", 12),
 })
 
-# PEFT's own LoRA layer instead of r1sft.fused_lora (and the fewer uncheckpointed layers its memory allows).
+# PEFT's own LoRA layer instead of r1sft.patches.fused_lora (and the fewer uncheckpointed layers its memory allows).
 PEFT_LORA = {"R1SFT_FUSED_LORA": "off"}
 VARIANTS.update({
     "planned_peft_lora": lambda ctx: planned(ctx, "planned_peft_lora", {**launcher_env(), **PEFT_LORA},

@@ -238,9 +238,9 @@ def main() -> int:
 
     with open(args.config) as fh:
         config = yaml.safe_load(fh)
-    from r1sft import hooks
+    from r1sft.patches import registry
 
-    hooks.install_from_env()  # what r1sft's launcher's start-up hook does
+    registry.install_from_env()  # what the sitecustomize of r1sft's launches does
     callback = BenchCallback(args.start, args.end, args.profile_steps, args.result, {"t0": t0})
     run_exp(args=config, callbacks=[callback])
     if int(os.environ.get("RANK", "0")) == 0:

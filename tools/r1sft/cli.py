@@ -19,12 +19,11 @@ SUBCOMMAND_MODULES = (
     "r1sft.tiny",
     "r1sft.data.cli",
     "r1sft.recipe.cli",
-    "r1sft.launch",
-    "r1sft.merge",
-    "r1sft.generate",
-    "r1sft.demo",
-    "r1sft.learn",
+    "r1sft.train.cli",
+    "r1sft.merge.cli",
     "r1sft.evaluate.cli",
+    "r1sft.walkthrough.demo",
+    "r1sft.walkthrough.learn",
 )
 
 
@@ -33,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"r1sft {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):  # not written yet: keep the rest usable
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""``r1sft eval``: the command-line face of ``r1sft.evaluate.evaluate``."""
+"""``r1sft eval`` and ``r1sft generate``: the command-line face of ``r1sft.evaluate``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate(args: argparse.Namespace) -> int:
+    from r1sft.evaluate.generate import reply
+
+    print(reply(args.model, args.question, args.max_new_tokens, args.system))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_generate(subparsers)
     parser = subparsers.add_parser(
         "eval", help="generate answers to a problem set and report accuracy and format compliance",
         description="Generate answers with the model's own chat template, extract the final \\boxed{} answer, "
@@ -62,3 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
+
+
+def _register_generate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("generate", help="print a model's greedy reply to one question")
+    parser.add_argument("model", help="model folder or hub id")
+    parser.add_argument("question")
+    parser.add_argument("--system", default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.set_defaults(func=_generate)

@@ -194,3 +194,13 @@ def generate(model: str | Path, tokenizer, prompts: Sequence[str], settings: Sam
     """Dispatch to a resolved backend (``hf`` or ``vllm``)."""
     run = generate_vllm if backend == "vllm" else generate_hf
     return run(str(model), tokenizer, prompts, settings, stop_ids, trust_remote_code, progress)
+
+
+def reply(model_dir: str, question: str, max_new_tokens: int = 128, system: str | None = None) -> str:
+    """Greedy reply of ``model_dir`` to ``question`` (``r1sft eval``'s generation path, one prompt, no progress bar)."""
+    tokenizer = load_tokenizer(model_dir)
+    prompts = build_prompts(tokenizer, [question], system=system, model=model_dir)
+    settings = SamplingSettings(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+    [[generation]] = generate(model_dir, tokenizer, prompts, settings, backend="hf",
+                              stop_ids=stop_token_ids(tokenizer, model_dir), progress=False)
+    return generation.text

@@ -7,8 +7,9 @@ cannot make. The ``r1sft recipe`` and ``r1sft check`` commands are thin shells o
 
 from r1sft.recipe.check import check_recipe, check_recipes
 from r1sft.recipe.memory import MemoryEstimate, estimate_memory
-from r1sft.recipe.plan import Plan, RecipeRequest, parse_set, plan_recipe
+from r1sft.recipe.plan import Plan, plan_recipe
 from r1sft.recipe.render import render_recipe, write_files
+from r1sft.recipe.request import RecipeRequest, parse_set
 
 __all__ = [
     "MemoryEstimate",

@@ -53,8 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_recipe(args: argparse.Namespace) -> int:
     from r1sft.presets import catalogue, presets
-    from r1sft.recipe.plan import RecipeRequest, parse_set, plan_recipe
+    from r1sft.recipe.plan import plan_recipe
     from r1sft.recipe.render import render_recipe, write_files
+    from r1sft.recipe.request import RecipeRequest, parse_set
 
     if args.list:
         for name, preset in presets().items():
@@ -112,7 +113,7 @@ def run_recipe(args: argparse.Namespace) -> int:
 def _dataset_names(value: str | None) -> list[str] | None:
     if value is None:
         return None
-    from r1sft.recipe.plan import split_names
+    from r1sft.recipe.request import split_names
 
     names = split_names(value)
     if not names:
@@ -137,9 +138,9 @@ def _check_before_writing(files: dict[Path, str]) -> None:
 
 
 def _shown(path: Path) -> str:
-    from r1sft.recipe.plan import _display
+    from r1sft.recipe.request import display
 
-    return _display(path).as_posix()
+    return display(path).as_posix()
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ What is counted, and why (bytes; N parameters, T = micro batch x sequence tokens
   while it is recomputed.
 * Logits: without liger, the bf16 logits, their fp32 upcast, log-softmax and gradients: ~12 bytes per token per
   vocabulary entry (31 GB at 16k tokens for a 152k vocabulary). Liger's fused linear cross-entropy works in chunks
-  and removes that term, leaving one chunk (~1 GiB, r1sft.liger_chunking).
+  and removes that term, leaving one chunk (~1 GiB, r1sft.patches.liger_chunking).
 
 Calibration (``ACTIVATION_FACTOR``, ``LOGIT_BYTES``, ``CUDA_OVERHEAD``) comes from the H100 measurements in
 shared/gpu/README.md (random-init Qwen2.5-1.5B, batch 1, samples up to ~15k tokens): full SFT + liger without
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from r1sft import liger_chunking
+from r1sft.patches import liger_chunking
 from r1sft.presets import Shape
 
 GIB = 1024**3
@@ -109,10 +109,10 @@ def activation_bytes_per_token_layer(
         total += (4 + act_bytes) * (q + shape.kv_dim)
     total += act_bytes * (2 * q + 2 * kv) + linear_input * q  # q, k after RoPE, v, SDPA output; o_proj's input
     fused = method == "lora" and fused_lora
-    # gate, SiLU(gate) (not kept by liger, nor by r1sft.fused_lora's MLP), up; their product is down_proj's input
+    # gate, SiLU(gate) (not kept by liger, nor by r1sft.patches.fused_lora's MLP), up; their product is down_proj's input
     total += (2 if liger or fused else 3) * act_bytes * i + linear_input * i
     if fused:
-        # r1sft.fused_lora keeps the adapted linears' inputs, once per tensor: the normalised input of q/k/v and of
+        # r1sft.patches.fused_lora keeps the adapted linears' inputs, once per tensor: the normalised input of q/k/v and of
         # gate/up (o_proj's is SDPA's output, down_proj's is computed again from gate and up), no dropout copies
         total += act_bytes * 2 * h
     elif method in ("lora", "qlora", "dora") and lora_dropout > 0:
@@ -148,7 +148,7 @@ def estimate_memory(
     ZeRO-3 with optimizer and parameters in host RAM. ``seq_len`` is the longest sample (cutoff_len) and
     ``micro_batch`` the per-device batch, so T = seq_len x micro_batch tokens are live at once.
     ``uncheckpointed_layers``: with checkpointing, that many layers keep all their activations
-    (r1sft.partial_checkpointing). ``fused_lora``: LoRA's linears run as r1sft.fused_lora's autograd function.
+    (r1sft.patches.partial_checkpointing). ``fused_lora``: LoRA's linears run as r1sft.patches.fused_lora's autograd function.
     """
     if method not in ("full", "lora", "qlora", "dora"):
         raise ValueError(f"unknown method {method!r}")
@@ -239,7 +239,7 @@ def estimate_memory(
     # ---- logits ----------------------------------------------------------------------------------------------
     if liger:
         # The input gradient, one chunk's bf16 logits (their gradient is written in place) and one chunk-sized
-        # temporary, chunked as r1sft.liger_chunking sizes them under `r1sft train` (never smaller than liger's
+        # temporary, chunked as r1sft.patches.liger_chunking sizes them under `r1sft train` (never smaller than liger's
         # default). bench/liger_chunk_check.py on an H100: 594 MiB above the inputs for a 2,048-token chunk of 152k.
         logits = tokens * shape.hidden * 4 + 2 * liger_chunking.chunk_logits_bytes(tokens, shape.hidden, shape.vocab)
     else:

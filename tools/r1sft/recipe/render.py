@@ -19,7 +19,9 @@ import yaml
 from r1sft import paths
 from r1sft.errors import R1sftError
 from r1sft.recipe.data import SAMPLE_DATASET
-from r1sft.recipe.plan import Plan, _display
+from r1sft.recipe.fit import METHOD_NAMES
+from r1sft.recipe.plan import Plan
+from r1sft.recipe.request import display
 from r1sft.yamlio import atomic_write_text
 
 SFT_TEMPLATE = "sft.yaml.j2"
@@ -113,26 +115,26 @@ def _render(env, name: str, context: dict[str, Any], emitter: _Emitter, values: 
     try:
         text = env.get_template(name).render(e=emitter, **context)
     except jinja2.TemplateNotFound:
-        raise R1sftError(f"{_display(path)}: template not found") from None
+        raise R1sftError(f"{display(path)}: template not found") from None
     except jinja2.UndefinedError as exc:
         line = _template_line(path)
-        raise R1sftError(f"{_display(path)}{line}: {exc.message} (rendering {context['recipe_path']})") from None
+        raise R1sftError(f"{display(path)}{line}: {exc.message} (rendering {context['recipe_path']})") from None
     except jinja2.TemplateSyntaxError as exc:
-        raise R1sftError(f"{_display(path)}: line {exc.lineno}: {exc.message}") from None
+        raise R1sftError(f"{display(path)}: line {exc.lineno}: {exc.message}") from None
     text = "\n".join(line for line in text.split("\n") if line != _SKIP)
     # Every planned value printed exactly once, and read back unchanged (PyYAML and OmegaConf alike).
     dupes = sorted({k for k in emitter.printed if emitter.printed.count(k) > 1})
     missing = [k for k in values if k not in emitter.printed]
     if dupes or missing:
         raise R1sftError(
-            f"{_display(path)}: "
+            f"{display(path)}: "
             + "; ".join(filter(None, [f"prints {', '.join(dupes)} twice" if dupes else "",
                                       f"never prints {', '.join(missing)}" if missing else ""]))
         )
     loaded = yaml.safe_load(text)
     if loaded != values:
         changed = sorted(k for k in set(loaded or {}) | set(values) if (loaded or {}).get(k) != values.get(k))
-        raise R1sftError(f"{_display(path)}: the rendered YAML does not read back as planned: {', '.join(changed)}")
+        raise R1sftError(f"{display(path)}: the rendered YAML does not read back as planned: {', '.join(changed)}")
     return text
 
 
@@ -150,19 +152,14 @@ def _template_line(path: Path) -> str:
 def render_recipe(plan: Plan, *, templates_dir: Path | None = None) -> dict[Path, str]:
     """The recipe files of ``plan``: {path: text}, the SFT recipe and for adapters the merge recipe."""
     env = _environment(templates_dir or paths.TEMPLATES_DIR)
-    sft_shown = _display(plan.sft_path).as_posix()
-    merge_shown = _display(plan.merge_path).as_posix() if plan.merge_path else None
+    sft_shown = display(plan.sft_path).as_posix()
+    merge_shown = display(plan.merge_path).as_posix() if plan.merge_path else None
     context = _context(plan, sft_shown, merge_shown)
     out: dict[Path, str] = {}
     emitter = _Emitter(plan.train, plan.why, plan.extra_keys, SFT_TEMPLATE)
     out[plan.sft_path] = _render(env, SFT_TEMPLATE, {**context, "recipe_path": sft_shown}, emitter, plan.train)
     if plan.merge is not None and plan.merge_path is not None:
-        merge_why = {
-            "adapter_name_or_path": "the training recipe's output_dir",
-            "add_special_tokens": "the same tokens as training, or merging fails with a size mismatch",
-            "export_device": "merge in CPU RAM: no GPU needed",
-        }
-        emitter = _Emitter(plan.merge, merge_why, [], MERGE_TEMPLATE)
+        emitter = _Emitter(plan.merge, plan.merge_why, [], MERGE_TEMPLATE)
         out[plan.merge_path] = _render(env, MERGE_TEMPLATE, {**context, "recipe_path": merge_shown}, emitter, plan.merge)
     return out
 
@@ -174,7 +171,7 @@ def _context(plan: Plan, sft_path: str, merge_path: str | None) -> dict[str, Any
         model = plan.model_path
     if preset.tiny:
         model = f"{plan.model_path} (random weights, built by r1sft.tiny)"
-    method = {"lora": "LoRA", "qlora": "QLoRA (4-bit LoRA)", "dora": "DoRA", "full": "full"}[plan.method]
+    method = METHOD_NAMES[plan.method]
     if plan.datasets == [SAMPLE_DATASET]:
         data = [
             f"{SAMPLE_DATASET}, the bundled sample ({plan.train['dataset_dir']}/dataset_info.json), so this runs as-is.",
@@ -203,7 +200,7 @@ def _context(plan: Plan, sft_path: str, merge_path: str | None) -> dict[str, Any
         "data_lines": data,
         "hardware": plan.hardware,
         "memory_line": plan.memory_line,
-        "reasons": plan.reasons,
+        "reasons": plan.header_reasons,
         "warnings": plan.warnings,
         "nodes": plan.nodes,
         "cpu": plan.cpu,

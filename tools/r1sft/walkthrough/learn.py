@@ -15,7 +15,7 @@ import random
 from pathlib import Path
 
 from r1sft.paths import CACHE_DIR, REPO_ROOT
-from r1sft.steps import R1SFT, run_step
+from r1sft.walkthrough.steps import R1SFT, run_step
 from r1sft.yamlio import load_yaml
 
 TASK_NAME = "learn_add3"

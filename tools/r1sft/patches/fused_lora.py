@@ -19,15 +19,15 @@ liger's SwiGLU does) and computes their product again in the backward instead of
 layer for Qwen2.5-7B); ``install()`` puts it into liger's and transformers' Qwen2/Qwen3/Llama MLPs.
 
 Together they keep 121 KB per token and layer instead of 228 for Qwen2.5-7B with liger, which
-r1sft.partial_checkpointing turns into more layers without recomputation (26 of 28 instead of 12 at 16k tokens on an
-80 GB GPU; +25% tokens/s packed, docs/performance.md update 6). Anything
+r1sft.patches.partial_checkpointing turns into more layers without recomputation (26 of 28 instead of 12 at 16k tokens on an
+80 GB GPU; +25% tokens/s packed, docs/bench/h100-fused-lora/7b-headline.md). Anything
 ``install()`` does not recognise goes to PEFT's own forward, per call: DoRA and other variants, several active
 adapters, merged or disabled adapters, ``adapter_names``, a base layer other than ``nn.Linear`` (QLoRA's bnb
 layers are other classes anyway), DeepSpeed ZeRO-3's partitioned weights, modules with forward hooks, trainable
 base weights, and dtypes that disagree outside autocast.
 
 ``r1sft train`` turns it on for LoRA recipes without ZeRO-3 (``R1SFT_FUSED_LORA=on``, read by
-``r1sft/_hooks/sitecustomize.py``); ``R1SFT_FUSED_LORA=off`` keeps PEFT's layer.
+``r1sft/patches/site/sitecustomize.py``); ``R1SFT_FUSED_LORA=off`` keeps PEFT's layer.
 """
 
 from __future__ import annotations
@@ -38,13 +38,18 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from r1sft.lora_input_cast import has_variant
+from r1sft.patches.lora_input_cast import has_variant
+
+if TYPE_CHECKING:
+    from r1sft.patches.registry import LaunchPlan
 
 ENV_VAR = "R1SFT_FUSED_LORA"
+ANNOUNCEMENT = "LoRA linears run as one autograd function"
+FALLBACK = "PEFT's LoRA layer keeps dropped-out inputs"
 
-log = logging.getLogger("r1sft.fused_lora")
+log = logging.getLogger("r1sft.patches.fused_lora")
 _state: dict[str, Any] = {"original": None, "fused": 0, "peft": 0, "why": {}, "mlps": []}
 
 
@@ -281,6 +286,16 @@ MLP_CLASSES = (
     ("transformers.models.qwen3.modeling_qwen3", "Qwen3MLP"),
     ("transformers.models.llama.modeling_llama", "LlamaMLP"),
 )
+
+
+def wanted(config: Mapping[str, Any], environ: Mapping[str, str], plan: LaunchPlan) -> str | None:
+    # one autograd node per LoRA linear: no dropped-out input copies and masks kept for backward (half of a LoRA
+    # layer's activations at lora_dropout 0.05), no full-width scale and add.
+    return "plain LoRA without ZeRO-3" if applies_to(config, environ) else None
+
+
+def on_value(plan: LaunchPlan) -> str:
+    return "on"
 
 
 def install() -> bool:

@@ -16,7 +16,7 @@ computes ``x * mask / (1 - p)`` in fp32 inside the kernel and rounds once, as th
 variants, calls outside autocast and inputs in another dtype keep PEFT's path.
 
 ``r1sft train`` turns it on for LoRA recipes trained under autocast on GPUs (``R1SFT_LORA_INPUT_CAST=autocast``, read
-by ``r1sft/_hooks/sitecustomize.py`` in every process the launch starts); ``R1SFT_LORA_INPUT_CAST=off`` keeps PEFT's
+by ``r1sft/patches/site/sitecustomize.py`` in every process the launch starts); ``R1SFT_LORA_INPUT_CAST=off`` keeps PEFT's
 cast. Under DeepSpeed's bf16 mode the adapters are bf16 and PEFT casts nothing, so there it does nothing.
 """
 
@@ -27,11 +27,16 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from r1sft.patches.registry import LaunchPlan
 
 ENV_VAR = "R1SFT_LORA_INPUT_CAST"
+ANNOUNCEMENT = "LoRA inputs stay bf16 under autocast"
+FALLBACK = "PEFT copies LoRA inputs to fp32"
 
-log = logging.getLogger("r1sft.lora_input_cast")
+log = logging.getLogger("r1sft.patches.lora_input_cast")
 _state: dict[str, Any] = {"original": None, "own": False, "skipped": 0, "kept": 0}
 
 
@@ -50,6 +55,20 @@ def autocast_runs_in(x) -> bool:
 def has_variant(layer: Any) -> bool:
     # peft >= 0.15 keeps DoRA & co. in `lora_variant`; older releases flag DoRA in `use_dora`.
     return bool(getattr(layer, "lora_variant", None)) or any(getattr(layer, "use_dora", {}).values())
+
+
+def wanted(config: Mapping[str, Any], environ: Mapping[str, str], plan: LaunchPlan) -> str | None:
+    # fp32 adapters under autocast (no DeepSpeed: DDP on several GPUs, or deepspeed none), where PEFT copies every
+    # adapted layer's input to fp32 and autocast casts it back; its QLoRA layers already skip that.
+    mixed_precision = (config.get("bf16") or config.get("fp16")) and not config.get("pure_bf16")
+    if (config.get("finetuning_type", "lora") == "lora" and mixed_precision and not config.get("deepspeed")
+            and not config.get("use_cpu")):
+        return "LoRA under autocast without DeepSpeed"
+    return None
+
+
+def on_value(plan: LaunchPlan) -> str:
+    return "autocast"
 
 
 def install() -> bool:

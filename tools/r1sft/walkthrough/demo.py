@@ -12,7 +12,7 @@ from pathlib import Path
 
 from r1sft.errors import R1sftError
 from r1sft.paths import REPO_ROOT
-from r1sft.steps import R1SFT, run_step
+from r1sft.walkthrough.steps import R1SFT, run_step
 from r1sft.yamlio import load_yaml
 
 DEMO_PRESET = "tiny-qwen3"
@@ -31,7 +31,7 @@ def run_demo(preset: str = DEMO_PRESET, method: str = DEMO_METHOD, question: str
     run_step("merge the adapter and verify the merge", [*R1SFT, "merge", str(merge_recipe)])
     merged = REPO_ROOT / load_yaml(REPO_ROOT / merge_recipe)["export_dir"]
     print(f"\n==> ask the merged model\n$ r1sft generate {shlex.quote(str(merged))} {shlex.quote(question)}", flush=True)
-    from r1sft.generate import reply
+    from r1sft.evaluate.generate import reply
 
     answer = reply(str(merged), question, max_new_tokens=48)
     print(f"question: {question}\nreply:    {answer!r}\n(a tiny random-weight model after a few dozen steps: the reply "

@@ -15,7 +15,7 @@ at run time, so that a call that does not choose ``chunk_mem_const`` itself gets
 logits stay within ``LOGITS_BUDGET_BYTES``. Only the order in which the same per-token terms are summed changes.
 
 ``r1sft train`` turns it on for recipes with ``enable_liger_kernel: true`` (``R1SFT_LIGER_CHUNKING=budget``, read by
-``r1sft/_hooks/sitecustomize.py`` in every process the launch starts); ``R1SFT_LIGER_CHUNKING=off`` keeps liger's
+``r1sft/patches/site/sitecustomize.py`` in every process the launch starts); ``R1SFT_LIGER_CHUNKING=off`` keeps liger's
 default. The planner's memory model counts the same budget (``r1sft.recipe.memory``).
 """
 
@@ -27,16 +27,21 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from r1sft.patches.registry import LaunchPlan
 
 ENV_VAR = "R1SFT_LIGER_CHUNKING"
+ANNOUNCEMENT = "liger's cross-entropy in chunks of up to 1 GiB of logits"
+FALLBACK = "liger's default chunks are used"
 # One chunk's bf16 logits. On an H100 (bench/liger_chunk_check.py, 16k tokens of Qwen2.5-1.5B full SFT) 1 GiB gives
 # 8 chunks and 43 ms per forward+backward against liger's 64 chunks and 122 ms, with less transient memory than
 # liger's default (whose per-chunk fp32 weight casts cost more); 2-8 GiB gain 2-4 ms more.
 LOGITS_BUDGET_BYTES = 2**30
 LOGITS_BYTES = 2  # liger computes a chunk's logits (and their gradient, in place) in the activations' bf16
 
-log = logging.getLogger("r1sft.liger_chunking")
+log = logging.getLogger("r1sft.patches.liger_chunking")
 _state: dict[str, Any] = {"original": None, "calls": 0, "chunks": None}
 
 
@@ -68,6 +73,16 @@ def chunk_logits_bytes(tokens: int, hidden: int, vocab: int) -> int:
 
 def enabled_by_env(environ: Mapping[str, str] | None = None) -> bool:
     return (os.environ if environ is None else environ).get(ENV_VAR, "").strip().lower() == "budget"
+
+
+def wanted(config: Mapping[str, Any], environ: Mapping[str, str], plan: LaunchPlan) -> str | None:
+    # 8 chunks instead of 64 at 16k tokens: -80 ms per 16k tokens of Qwen2.5-1.5B full SFT on an H100, same loss
+    # and gradients (docs/bench/h100-liger-chunking/liger_chunk_check.md).
+    return "enable_liger_kernel on a GPU" if config.get("enable_liger_kernel") and not config.get("use_cpu") else None
+
+
+def on_value(plan: LaunchPlan) -> str:
+    return "budget"
 
 
 def install() -> bool:

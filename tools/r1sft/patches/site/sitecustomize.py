@@ -1,10 +1,8 @@
 """Loaded by Python at start-up in the processes ``r1sft train`` launches (its folder is put first on PYTHONPATH).
 
-Installs the start-up hooks the launcher switched on through their environment variables (``r1sft.hooks``:
-``R1SFT_PACKED_ATTENTION=varlen``, ``R1SFT_LIGER_CHUNKING=budget``, ``R1SFT_LORA_INPUT_CAST=autocast``,
-``R1SFT_FUSED_LORA=on``, ``R1SFT_UNCHECKPOINTED_LAYERS=N``), in the launcher's process and in every torchrun
-worker. Anything else: nothing. Then hands over to the ``sitecustomize`` this one shadows, if the environment has
-one.
+Installs the start-up patches the launcher switched on through their environment variables
+(``r1sft.patches.registry.PATCHES``), in the launcher's process and in every torchrun worker. Anything else:
+nothing. Then hands over to the ``sitecustomize`` this one shadows, if the environment has one.
 """
 
 import importlib.util
@@ -26,9 +24,9 @@ def _chain_next_sitecustomize() -> None:
 
 if any(key.startswith("R1SFT_") for key in os.environ):  # cheap test first: importing r1sft is for launched runs
     try:
-        from r1sft import hooks
+        from r1sft.patches import registry
 
-        hooks.install_from_env()
-    except Exception as exc:  # noqa: BLE001 - a start-up hook must never stop the interpreter
-        print(f"r1sft: start-up hooks not installed ({exc})", file=sys.stderr)
+        registry.install_from_env()
+    except Exception as exc:  # noqa: BLE001 - a start-up patch must never stop the interpreter
+        print(f"r1sft: start-up patches not installed ({exc})", file=sys.stderr)
 _chain_next_sitecustomize()

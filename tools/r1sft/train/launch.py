@@ -9,7 +9,6 @@ environment, applies ``key=value`` overrides, checks the result, resumes from th
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -20,16 +19,16 @@ from pathlib import Path
 
 import yaml
 
-from r1sft import fused_lora, hooks, liger_chunking, lora_input_cast, packed_attention, partial_checkpointing
 from r1sft.errors import R1sftError
+from r1sft.patches import registry
 from r1sft.paths import REPO_ROOT
+from r1sft.train.switches import patch_switches, planned_uncheckpointed_layers
 from r1sft.yamlio import atomic_write_text, load_yaml, parse_assignments
 
 DEFAULT_MASTER_PORT = "29500"
 # Set for GPU runs unless the user set them: expandable segments cut the peak of long, variable-length R1 batches by
 # ~15 GiB on an H100 (Qwen2.5-1.5B full SFT at 16k, docs/performance.md) and made steps ~6% faster.
 PERFORMANCE_ENV = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
-HOOKS_DIR = Path(__file__).resolve().parent / "_hooks"  # its sitecustomize.py installs r1sft.hooks.HOOKS
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -74,70 +73,11 @@ def visible_gpu_count() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def hook_switches(config: dict, environ: Mapping[str, str], uncheckpointed_layers: int = 0) -> dict[str, str]:
-    """The environment variables that turn on the start-up hooks (``_hooks/sitecustomize.py``) a run of ``config``
-    needs; a value already in ``environ`` (``off``, ``0``) wins. The launcher and the benchmark both use it.
-    ``uncheckpointed_layers``: what ``r1sft.recipe.plan.uncheckpointed_layers`` allows for this config."""
-    switches = {}
-    if config.get("neat_packing") and environ.get(packed_attention.ENV_VAR, "varlen") != "varlen":
-        uncheckpointed_layers = 0  # the dense 4D mask path keeps more per layer than the count assumes
-    if uncheckpointed_layers > 0 and not config.get("disable_gradient_checkpointing") and not config.get("use_cpu"):
-        # memory left over by checkpointing keeps the last layers whole: no recomputation for them (+8% tokens/s
-        # for 8 of 28 layers, Qwen2.5-7B LoRA on an H100). R1SFT_UNCHECKPOINTED_LAYERS=0 checkpoints every layer.
-        switches[partial_checkpointing.ENV_VAR] = environ.get(partial_checkpointing.ENV_VAR, str(uncheckpointed_layers))
-    if config.get("neat_packing"):
-        # LLaMA-Factory keeps packed samples apart with a dense 4D mask under sdpa; r1sft.packed_attention runs the
-        # same mask as varlen attention (5x faster attention on an H100). R1SFT_PACKED_ATTENTION=off opts out.
-        switches[packed_attention.ENV_VAR] = environ.get(packed_attention.ENV_VAR, "varlen")
-    if config.get("enable_liger_kernel") and not config.get("use_cpu"):
-        # liger's fused cross-entropy in 8 chunks instead of 64 at 16k tokens (-80 ms per 16k tokens of full SFT
-        # of Qwen2.5-1.5B on an H100, same loss and gradients). R1SFT_LIGER_CHUNKING=off keeps liger's default.
-        switches[liger_chunking.ENV_VAR] = environ.get(liger_chunking.ENV_VAR, "budget")
-    mixed_precision = (config.get("bf16") or config.get("fp16")) and not config.get("pure_bf16")
-    if (config.get("finetuning_type", "lora") == "lora" and mixed_precision and not config.get("deepspeed")
-            and not config.get("use_cpu")):
-        # fp32 adapters under autocast (no DeepSpeed: DDP on several GPUs, or deepspeed none): PEFT copies every
-        # adapted layer's input to fp32 and autocast casts it back; its QLoRA layers already skip that.
-        # R1SFT_LORA_INPUT_CAST=off keeps PEFT's copies.
-        switches[lora_input_cast.ENV_VAR] = environ.get(lora_input_cast.ENV_VAR, "autocast")
-    if fused_lora.applies_to(config, environ):
-        # one autograd node per LoRA linear: no dropped-out input copies and masks kept for backward (half of a
-        # LoRA layer's activations at lora_dropout 0.05), no full-width scale and add. R1SFT_FUSED_LORA=off: PEFT's.
-        switches[fused_lora.ENV_VAR] = "on"
-    return switches
-
-
 def recipe_header(recipe: Path) -> dict[str, str]:
     """The ``# r1sft: key=value ...`` fields of a recipe r1sft wrote ({} for any other)."""
     from r1sft.recipe.check import parse_header
 
     return parse_header(recipe.read_text(encoding="utf-8", errors="replace"))
-
-
-def _uncheckpointed_layers(config: dict, header: Mapping[str, str], world: int,
-                           environ: Mapping[str, str] | None = None) -> int:
-    """Layers to leave uncheckpointed, recomputed for the config as launched (edits and overrides included) from
-    the preset and GPU memory r1sft planned for; 0 for recipes r1sft did not plan."""
-    if not header.get("preset") or config.get("disable_gradient_checkpointing") or config.get("use_cpu"):
-        return 0
-    from r1sft.presets import get_preset, with_local_shape
-    from r1sft.recipe.plan import uncheckpointed_layers
-
-    try:
-        preset = get_preset(header["preset"])
-        model = str(config.get("model_name_or_path", ""))
-        folder = Path(model)
-        if folder.is_dir():
-            preset = with_local_shape(preset, folder)
-        elif model.lower() != (preset.hub_id or "").lower():  # another model than planned: its shape is unknown here
-            print(f"r1sft: every layer checkpointed ({model} is not {preset.name}'s model: re-render the recipe "
-                  "with --model-path to plan for it)", file=sys.stderr)
-            return 0
-        return uncheckpointed_layers(config, preset, float(header.get("gpu_mem", 80)), world,
-                                     fused=fused_lora.applies_to(config, environ or {}))
-    except (R1sftError, ValueError, KeyError, TypeError) as exc:
-        print(f"r1sft: every layer checkpointed ({exc})", file=sys.stderr)
-        return 0
 
 
 def _count(env: Mapping[str, str], key: str, default: str, least: int = 1) -> int:
@@ -186,10 +126,10 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None, head
         for key, value in PERFORMANCE_ENV.items():
             env.setdefault(key, value)
     world = nproc * nnodes
-    switches = hook_switches(config, env, _uncheckpointed_layers(config, header or {}, world, env))
+    switches = patch_switches(config, env, planned_uncheckpointed_layers(config, header or {}, world, env))
     env.update(switches)
-    if hooks.any_enabled(switches):
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HOOKS_DIR), env.get("PYTHONPATH", "")]))
+    if registry.any_enabled(switches):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(registry.SITE_DIR), env.get("PYTHONPATH", "")]))
     env["NNODES"] = str(nnodes)
     env.setdefault("NODE_RANK", "0")
     env.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -222,7 +162,8 @@ def _follow_tokenization(config: dict, header: Mapping[str, str]) -> None:
     current = str(config.get("tokenized_path") or "")
     if not header.get("preset") or not TOKENIZED_BY_R1SFT.match(current) or not config.get("dataset"):
         return
-    from r1sft.recipe.plan import split_names, tokenized_path
+    from r1sft.recipe.request import split_names
+    from r1sft.recipe.values import tokenized_path
 
     wanted = tokenized_path(config, header["preset"], split_names(config["dataset"]))
     if wanted != current:
@@ -307,17 +248,3 @@ def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool
         code = proc.wait()
     print(f"r1sft: training exited with {code}; log at {log_path}", flush=True)
     return code
-
-
-def _run(args: argparse.Namespace) -> int:
-    return run_training(args.recipe, args.overrides, resume=not args.no_resume, check=not args.no_check)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="check a recipe and launch llamafactory-cli train (run_sft.sh)",
-                                   description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", help="recipes/<preset>/<method>_sft.yaml")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="recipe values to override")
-    parser.add_argument("--no-resume", action="store_true", help="start over even if output_dir has checkpoints")
-    parser.add_argument("--no-check", action="store_true", help="skip `r1sft check`")
-    parser.set_defaults(func=_run)

@@ -1,6 +1,6 @@
 """Merge a trained adapter with ``llamafactory-cli export`` and prove the merge: same logits as base + adapter.
 
-``r1sft merge RECIPE_merge.yaml`` runs the export, then loads the merged model and compares its logits on a probe
+``r1sft merge RECIPE_merge.yaml`` (``merge/cli.py``) runs the export, then loads the merged model and compares its logits on a probe
 conversation with those of the base model carrying the adapter (fp32, CPU). ``r1sft verify-merge`` runs only the
 comparison. Merging is where silent damage happens (a vocabulary resized in training but not in the merge, a merge
 into a quantized model), so r1sft checks the numbers instead of trusting the files.
@@ -8,7 +8,6 @@ into a quantized model), so r1sft checks the numbers instead of trusting the fil
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -86,41 +85,7 @@ def export(merge_recipe: str | os.PathLike) -> Path:
     return REPO_ROOT / config["export_dir"]
 
 
-def _resolve(path: str) -> str:
+def resolve(path: str) -> str:
     """Local folders relative to the project root (as in recipes); anything else is a hub id."""
     candidate = REPO_ROOT / path
     return str(candidate) if candidate.exists() else path
-
-
-def _merge(args: argparse.Namespace) -> int:
-    export_dir = export(args.recipe)
-    config = load_yaml(args.recipe)
-    from r1sft.parity import align_exported_chat_template
-
-    note = align_exported_chat_template(export_dir, config.get("template", ""))
-    if note:
-        print(f"r1sft merge: {note}")
-    if not args.no_verify:
-        diff = verify_merge(_resolve(config["model_name_or_path"]), _resolve(config["adapter_name_or_path"]),
-                            str(export_dir))
-        print(f"r1sft merge: verified {export_dir}: max |logit difference| vs base + adapter = {diff:.2e}")
-    return 0
-
-
-def _verify(args: argparse.Namespace) -> int:
-    diff = verify_merge(args.base, args.adapter, args.merged, args.tolerance)
-    print(f"max |logit difference| = {diff:.2e} (< {args.tolerance:g}): merge verified")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    merge = subparsers.add_parser("merge", help="llamafactory-cli export a merge recipe, then verify the merge")
-    merge.add_argument("recipe", help="recipes/<preset>/<method>_merge.yaml")
-    merge.add_argument("--no-verify", action="store_true", help="skip the logit comparison")
-    merge.set_defaults(func=_merge)
-    verify = subparsers.add_parser("verify-merge", help="compare a merged model's logits with base + adapter")
-    verify.add_argument("--base", required=True)
-    verify.add_argument("--adapter", required=True)
-    verify.add_argument("--merged", required=True)
-    verify.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
-    verify.set_defaults(func=_verify)
