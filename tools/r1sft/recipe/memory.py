@@ -152,7 +152,6 @@ def estimate_memory(
     """
     if method not in ("full", "lora", "qlora", "dora"):
         raise ValueError(f"unknown method {method!r}")
-    n = shape.total_params
     g = max(1, world_size)
     tokens = seq_len * micro_batch
     half = 2 if bf16 else 4  # bytes of a weight/activation in the compute dtype
@@ -160,7 +159,7 @@ def estimate_memory(
 
     # ---- trainable parameters -------------------------------------------------------------------------------
     if method == "full":
-        trainable = n
+        trainable = shape.total_params
     else:
         trainable = shape.lora_params(lora_rank)
         if method == "dora":
@@ -169,72 +168,12 @@ def estimate_memory(
             trainable += 2 * shape.embedding_params
             notes.append("new special tokens: embed_tokens and lm_head become fully trainable copies")
 
-    # ---- model states --------------------------------------------------------------------------------------
-    # fwd_*: held at the end of the forward pass; step_*: held while the optimizer steps.
-    frozen = n if method != "full" else 0
-    if method == "qlora":
-        linear = shape.layers * shape.linear_params_per_layer
-        frozen_bytes = NF4_BYTES_PER_PARAM * linear + half * (n - linear)
-        dequant = half * max(f_in * f_out for _, f_in, f_out in shape.linears())  # one layer's weight, unpacked
-    else:
-        frozen_bytes = half * frozen
-        dequant = 0.0
-    weights = grads = optim = extra_fwd = extra_step = other = 0.0
-    host = 0.0
-    if zero_stage is None:
-        # LLaMA-Factory upcasts trainable parameters to fp32 unless ZeRO-3 is on.
-        weights = frozen_bytes + 4 * trainable
-        grads = 4 * trainable
-        optim = 8 * trainable
-        extra_step = 4 * trainable  # foreach AdamW's temporary
-        if bf16:
-            extra_fwd = 2 * trainable  # autocast's bf16 copy of the fp32 weights
-        if g > 1:
-            other += 4 * trainable  # DDP gradient buckets
-    elif zero_stage in (0, 1, 2):
-        shards = 1 if zero_stage == 0 else g
-        weights = frozen_bytes + 2 * trainable  # DeepSpeed keeps bf16 weights
-        grads = 6 * trainable / shards  # bf16 gradients + fp32 gradient partition
-        optim = 12 * trainable / shards  # fp32 master weights + AdamW moments
-        other += ZERO12_BUCKETS
-    elif zero_stage == 3:
-        gathered = 4 * shape.largest_module_params + 2 * min(ZERO3_LIVE_PARAMS, n)
-        if offload:
-            weights = 0.0
-            host = 18 * trainable + frozen_bytes
-            if gpus_per_node and g > gpus_per_node:
-                host = host * gpus_per_node / g
-            notes.append("optimizer states and parameters offloaded to host RAM")
-        else:
-            weights = (frozen_bytes + 2 * trainable) / g
-            grads = 4 * trainable / g
-            optim = 12 * trainable / g
-        other += gathered
-    else:
-        raise ValueError(f"unknown ZeRO stage {zero_stage!r}")
-    other += dequant
+    states = _model_states(shape, method, trainable, half, zero_stage, offload, g, gpus_per_node, notes)
+    weights, grads, optim = states["weights"], states["gradients"], states["optimizer"]
+    extra_fwd, extra_step, other, host = states["autocast"], states["step"], states["other"], states["host"]
 
-    # ---- activations ---------------------------------------------------------------------------------------
-    # Full SFT without DeepSpeed runs under autocast with fp32 weights: the residual stream is fp32.
-    residual = 4 if (method == "full" and zero_stage is None) or not bf16 else 2
-    factor = LORA_ACTIVATION_FACTOR if method == "lora" else ACTIVATION_FACTOR
-    per_layer = factor * activation_bytes_per_token_layer(
-        shape,
-        method=method,
-        residual_bytes=residual,
-        act_bytes=half,
-        micro_batch=micro_batch,
-        lora_dropout=lora_dropout,
-        liger=liger and on_gpu,
-        fused_lora=fused_lora,
-    )
-    if gradient_checkpointing:
-        kept = min(max(uncheckpointed_layers, 0), shape.layers)
-        recomputed = per_layer if kept < shape.layers else 0.0  # one layer's activations while it is recomputed
-        activations = tokens * ((shape.layers - kept) * residual * shape.hidden + kept * per_layer + recomputed)
-    else:
-        activations = tokens * shape.layers * per_layer
-    activations += tokens * 4 * shape.hidden * 2  # embedding output and final norm
+    activations = _activation_bytes(shape, method, tokens, micro_batch, half, zero_stage, bf16, liger and on_gpu,
+                                    lora_dropout, fused_lora, gradient_checkpointing, uncheckpointed_layers)
 
     # ---- logits ----------------------------------------------------------------------------------------------
     if liger:
@@ -266,3 +205,82 @@ def estimate_memory(
     if fwd_total >= step_total:
         return MemoryEstimate(peak=fwd_total, phase="end of forward", parts=forward, host=host, notes=tuple(notes))
     return MemoryEstimate(peak=step_total, phase="optimizer step", parts=step, host=host, notes=tuple(notes))
+
+
+def _model_states(shape: Shape, method: str, trainable: float, half: int, zero_stage: int | None, offload: bool,
+                  g: int, gpus_per_node: int | None, notes: list[str]) -> dict[str, float]:
+    """Bytes of weights, gradients and optimizer states per process (``autocast``: autocast's weight copies held
+    in the forward; ``step``: the optimizer's temporary; ``host``: offloaded to host RAM)."""
+    n = shape.total_params
+    frozen = n if method != "full" else 0
+    if method == "qlora":
+        linear = shape.layers * shape.linear_params_per_layer
+        frozen_bytes = NF4_BYTES_PER_PARAM * linear + half * (n - linear)
+        dequant = half * max(f_in * f_out for _, f_in, f_out in shape.linears())  # one layer's weight, unpacked
+    else:
+        frozen_bytes = half * frozen
+        dequant = 0.0
+    weights = grads = optim = extra_fwd = extra_step = other = 0.0
+    host = 0.0
+    if zero_stage is None:
+        # LLaMA-Factory upcasts trainable parameters to fp32 unless ZeRO-3 is on.
+        weights = frozen_bytes + 4 * trainable
+        grads = 4 * trainable
+        optim = 8 * trainable
+        extra_step = 4 * trainable  # foreach AdamW's temporary
+        if half == 2:  # bf16
+            extra_fwd = 2 * trainable  # autocast's bf16 copy of the fp32 weights
+        if g > 1:
+            other += 4 * trainable  # DDP gradient buckets
+    elif zero_stage in (0, 1, 2):
+        shards = 1 if zero_stage == 0 else g
+        weights = frozen_bytes + 2 * trainable  # DeepSpeed keeps bf16 weights
+        grads = 6 * trainable / shards  # bf16 gradients + fp32 gradient partition
+        optim = 12 * trainable / shards  # fp32 master weights + AdamW moments
+        other += ZERO12_BUCKETS
+    elif zero_stage == 3:
+        gathered = 4 * shape.largest_module_params + 2 * min(ZERO3_LIVE_PARAMS, n)
+        if offload:
+            weights = 0.0
+            host = 18 * trainable + frozen_bytes
+            if gpus_per_node and g > gpus_per_node:
+                host = host * gpus_per_node / g
+            notes.append("optimizer states and parameters offloaded to host RAM")
+        else:
+            weights = (frozen_bytes + 2 * trainable) / g
+            grads = 4 * trainable / g
+            optim = 12 * trainable / g
+        other += gathered
+    else:
+        raise ValueError(f"unknown ZeRO stage {zero_stage!r}")
+    other += dequant
+
+    return {"weights": weights, "gradients": grads, "optimizer": optim, "autocast": extra_fwd, "step": extra_step,
+            "other": other, "host": host}
+
+
+def _activation_bytes(shape: Shape, method: str, tokens: int, micro_batch: int, half: int, zero_stage: int | None,
+                      bf16: bool, liger: bool, lora_dropout: float, fused_lora: bool, gradient_checkpointing: bool,
+                      uncheckpointed_layers: int) -> float:
+    """Bytes of activations kept for the backward pass (one recomputed layer's included under checkpointing)."""
+    # Full SFT without DeepSpeed runs under autocast with fp32 weights: the residual stream is fp32.
+    residual = 4 if (method == "full" and zero_stage is None) or not bf16 else 2
+    factor = LORA_ACTIVATION_FACTOR if method == "lora" else ACTIVATION_FACTOR
+    per_layer = factor * activation_bytes_per_token_layer(
+        shape,
+        method=method,
+        residual_bytes=residual,
+        act_bytes=half,
+        micro_batch=micro_batch,
+        lora_dropout=lora_dropout,
+        liger=liger,
+        fused_lora=fused_lora,
+    )
+    if gradient_checkpointing:
+        kept = min(max(uncheckpointed_layers, 0), shape.layers)
+        recomputed = per_layer if kept < shape.layers else 0.0  # one layer's activations while it is recomputed
+        activations = tokens * ((shape.layers - kept) * residual * shape.hidden + kept * per_layer + recomputed)
+    else:
+        activations = tokens * shape.layers * per_layer
+    activations += tokens * 4 * shape.hidden * 2  # embedding output and final norm
+    return activations

@@ -18,12 +18,6 @@ from r1sft.paths import REPO_ROOT
 from r1sft.recipe import RecipeRequest, check_recipes, plan_recipe, render_recipe, write_files
 from r1sft.yamlio import load_yaml, parse_scalar
 from tests.conftest import run_cli
-from tests.test_recipe_helpers import make_root
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_root(tmp_path_factory.mktemp("root"))
 
 
 @pytest.fixture

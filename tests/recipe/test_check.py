@@ -9,12 +9,7 @@ import yaml
 
 from r1sft.cli import main
 from r1sft.recipe import RecipeRequest, check_recipes, plan_recipe, render_recipe, write_files
-from tests.test_recipe_helpers import THOUGHT_TOKENS, make_root
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_root(tmp_path_factory.mktemp("root"))
+from tests.recipe.conftest import THOUGHT_TOKENS
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from r1sft import paths
 from r1sft.presets import catalogue
 from r1sft.recipe import RecipeRequest, check_recipes, plan_recipe, render_recipe
-from tests.test_recipe_helpers import make_root
+from tests.recipe.conftest import make_root
 
 HEADLINE = [(entry["preset"], method, entry["gpus"]) for entry in catalogue()["headline"] for method in entry["methods"]]
 

@@ -12,14 +12,10 @@ from r1sft.errors import R1sftError
 from r1sft.presets import METHODS, presets
 from r1sft.recipe import RecipeRequest, check_recipes, plan_recipe, render_recipe, write_files
 from r1sft.recipe.render import yaml_scalar
-from tests.test_recipe_helpers import THOUGHT_TOKENS, make_root
+from tests.recipe.conftest import THOUGHT_TOKENS
 
 COMBOS = [(name, method) for name in presets() for method in METHODS]
 
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_root(tmp_path_factory.mktemp("root"))
 
 
 def _render(root, tmp_path, **kwargs):

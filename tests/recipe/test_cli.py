@@ -10,7 +10,7 @@ import yaml
 from r1sft.cli import main
 from r1sft.recipe import RecipeRequest, plan_recipe, render_recipe, write_files
 from tests.conftest import run_cli
-from tests.test_recipe_helpers import make_root
+from tests.recipe.conftest import make_root
 
 
 def test_recipe_command_writes_both_files_and_explains(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Shared pieces of the recipe and check tests (no tests here): a project root made for the test, with data.
+"""Shared pieces of the recipe and check tests: ``root``, a project root made for the test, with data.
 
 Recipes use paths relative to the project root (``data``, ``ds_configs/z3.json``, ``.cache/tiny-models/...``);
 ``check_recipes(..., root=...)`` resolves them against a root of the test's making, so tests never depend on what a
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 
 from r1sft import paths
 
@@ -53,3 +55,8 @@ def make_root(root: Path) -> Path:
             target.mkdir(parents=True, exist_ok=True)
             link.symlink_to(target, target_is_directory=True)
     return root
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return make_root(tmp_path_factory.mktemp("root"))
