@@ -4,7 +4,6 @@ memory estimate (:mod:`.memory`) fits the GPUs, with the reason for each choice.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from r1sft.errors import R1sftError
 from r1sft.patches import fused_lora
 from r1sft.presets import Preset
 from r1sft.recipe.memory import GIB, MemoryEstimate, estimate_memory
-from r1sft.recipe.request import DEEPSPEED_CHOICES, Inputs, Notes
+from r1sft.recipe.request import Inputs, Notes, deepspeed_from_path
 
 # name -> (ZeRO stage, offload)
 ZERO = {"z0": (0, False), "z2": (2, False), "z3": (3, False), "z3_offload": (3, True)}
@@ -57,13 +56,6 @@ class _Trial:
 
 def fmt_gib(value: float) -> str:
     return f"{value / GIB:.1f} GiB"
-
-
-def deepspeed_from_path(value: str) -> str:
-    match = re.fullmatch(r"(?:.*/)?ds_configs/(z0|z2|z3|z3_offload)\.json", str(value))  # relative or absolute
-    if not match:
-        raise R1sftError(f"--set deepspeed={value}: use --deepspeed {{{','.join(DEEPSPEED_CHOICES)}}}")
-    return match.group(1)
 
 
 def fit(inputs: Inputs, notes: Notes, data_dir: Path) -> Fit:

@@ -7,6 +7,7 @@ module can trust its ``Inputs``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,9 +295,14 @@ def _check_fixed_batch(inputs: Inputs) -> None:
                          "itself: drop per_device_train_batch_size / gradient_accumulation_steps from --set")
 
 
-def _deepspeed(inputs: Inputs, ds_override: Any) -> str:
-    from r1sft.recipe.fit import deepspeed_from_path
+def deepspeed_from_path(value: str) -> str:
+    match = re.fullmatch(r"(?:.*/)?ds_configs/(z0|z2|z3|z3_offload)\.json", str(value))  # relative or absolute
+    if not match:
+        raise R1sftError(f"--set deepspeed={value}: use --deepspeed {{{','.join(DEEPSPEED_CHOICES)}}}")
+    return match.group(1)
 
+
+def _deepspeed(inputs: Inputs, ds_override: Any) -> str:
     ds_request = inputs.request.deepspeed if ds_override is None else deepspeed_from_path(ds_override)
     if ds_request not in DEEPSPEED_CHOICES:
         raise R1sftError(f"DEEPSPEED={ds_request}: choose one of {', '.join(DEEPSPEED_CHOICES)}")
