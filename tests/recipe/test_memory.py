@@ -1,4 +1,4 @@
-"""The memory model: calibrated against the H100 measurements in shared/gpu/README.md, and sane in its trends."""
+"""The memory model: within 15% of H100 measurements of Qwen2.5-1.5B full SFT, and sane in its trends."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from r1sft.recipe.memory import GIB, estimate_memory
 QWEN15 = get_preset("qwen2.5-1.5b").shape
 
 # (settings, measured peak MiB) on one H100, random-init Qwen2.5-1.5B full SFT, batch 1, samples up to ~15k tokens.
-# No checkpointing: measured by `make bench` (docs/performance.md) under run_sft.sh's expandable_segments allocator;
-# the 77,087 MiB of shared/gpu/README.md was the default allocator's fragmentation on top of the same tensors.
+# No checkpointing: measured by `make bench` (docs/bench/h100-planned-tuned-1.5b.md) under run_sft.sh's
+# expandable_segments allocator; the 77,087 MiB measured before the benchmark existed was the default allocator's
+# fragmentation on top of the same tensors. The other three predate the benchmark (raw output not in this repository;
+# the memory module's docstring lists them).
 MEASURED = [
     ({"zero_stage": None, "gradient_checkpointing": True, "liger": True}, 30073),
     ({"zero_stage": None, "gradient_checkpointing": False, "liger": True}, 60327),

@@ -92,7 +92,7 @@ def test_one_gpu_lora_trains_without_deepspeed_and_zero2_accumulates_in_fp32(roo
     import json
 
     # under r1sft train (fused LoRA layers, bf16 inputs) fp32 adapters under autocast beat ZeRO-2's bf16 mode on one
-    # GPU (H100, docs/performance.md update 6)
+    # GPU (H100, docs/bench/h100-fused-lora/7b-linears-only.md)
     lora = plan_recipe(RecipeRequest(model="qwen2.5-7b", method="lora", gpus=1))
     assert "deepspeed" not in lora.train
     assert any(reason.startswith("no DeepSpeed: one GPU") for reason in lora.reasons)

@@ -23,11 +23,13 @@ What is counted, and why (bytes; N parameters, T = micro batch x sequence tokens
   vocabulary entry (31 GB at 16k tokens for a 152k vocabulary). Liger's fused linear cross-entropy works in chunks
   and removes that term, leaving one chunk (~1 GiB, r1sft.patches.liger_chunking).
 
-Calibration (``ACTIVATION_FACTOR``, ``LOGIT_BYTES``, ``CUDA_OVERHEAD``) comes from the H100 measurements in
-shared/gpu/README.md (random-init Qwen2.5-1.5B, batch 1, samples up to ~15k tokens): full SFT + liger without
-DeepSpeed peaks at 29.4 GiB with checkpointing (model here: 29.8) and 75.3 GiB without (model: 74.5 at 15k
-tokens); ZeRO-3 on one GPU with liger 34.0 GiB (model: 33.2) and without liger 60.4 GiB (model: 58.3). The factor
-covers the allocator's fragmentation and the tensors the count misses; the later benchmark issue refines it.
+Calibration (``ACTIVATION_FACTOR``, ``LOGIT_BYTES``, ``CUDA_OVERHEAD``) comes from H100 measurements of random-init
+Qwen2.5-1.5B (batch 1, samples up to ~15k tokens) taken before ``make bench`` existed (their raw output is not in
+this repository): full SFT + liger without DeepSpeed peaks at 29.4 GiB with checkpointing (model here: 29.8) and
+75.3 GiB without (model: 74.5 at 15k tokens); ZeRO-3 on one GPU with liger 34.0 GiB (model: 33.2) and without liger
+60.4 GiB (model: 58.3). The factor covers the allocator's fragmentation and the tensors the count misses. The
+benchmark's runs of the same model, with the estimate next to each peak: docs/bench/h100-explore-1.5b.md,
+docs/bench/h100-planned-tuned-1.5b.md and, for the current code, docs/bench/h100-fused-lora/1.5b-full-recheck.md.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ GIB = 1024**3
 # Measured/actual ratio for activations (see module docstring): fragmentation and uncounted temporaries.
 ACTIVATION_FACTOR = 1.2
 # LoRA's count is what an H100 measured (Qwen2.5-7B, 16k-token packs: 3.4 GiB per layer kept whole, 228 KB per
-# token; docs/performance.md update 5); 5% for the allocator. QLoRA and DoRA keep the general factor.
+# token; docs/bench/h100-partial-checkpointing/7b-keep-layers.md); 5% for the allocator. QLoRA and DoRA keep
+# the general factor.
 LORA_ACTIVATION_FACTOR = 1.05
 # Bytes per (token x vocabulary entry) held around the loss without a fused cross-entropy.
 LOGIT_BYTES = 12
@@ -91,7 +94,7 @@ def activation_bytes_per_token_layer(
     """Bytes one decoder layer keeps for backward per token, without gradient checkpointing (before the factor).
 
     Liger's fused RMSNorm keeps its fp32 input and one bf16 output (6h, not 8h) and its fused SwiGLU keeps gate, up
-    and one product (6I, not 8I): calibrated on an H100 (Qwen2.5-1.5B full SFT, docs/performance.md).
+    and one product (6I, not 8I): calibrated on an H100 (Qwen2.5-1.5B full SFT, docs/bench/h100-explore-1.5b.md).
     """
     h, q, i = shape.hidden, shape.q_dim, shape.intermediate
     # With a padding mask (micro batch > 1) transformers repeats k/v to every head before SDPA.
@@ -100,7 +103,7 @@ def activation_bytes_per_token_layer(
     # the other operand's gradient. H100, Qwen2.5-7B LoRA: 228 KB per token and layer measured, as counted here.
     linear_input = act_bytes if method == "full" else 0
     # fp32 input copy, normalised output, cast for the linear; liger's fused norm keeps its input (+ the linear's)
-    if liger:  # full SFT: calibrated on Qwen2.5-1.5B (docs/performance.md); LoRA: its bf16 input only
+    if liger:  # full SFT: calibrated on Qwen2.5-1.5B (docs/bench/h100-explore-1.5b.md); LoRA: its bf16 input only
         norm = 4 * h + act_bytes * h if method == "full" else residual_bytes * h
     else:
         norm = 4 * h + residual_bytes * h + linear_input * h

@@ -27,7 +27,7 @@ from r1sft.yamlio import atomic_write_text, load_yaml, parse_assignments
 
 DEFAULT_MASTER_PORT = "29500"
 # Set for GPU runs unless the user set them: expandable segments cut the peak of long, variable-length R1 batches by
-# ~15 GiB on an H100 (Qwen2.5-1.5B full SFT at 16k, docs/performance.md) and made steps ~6% faster.
+# ~15 GiB on an H100 (Qwen2.5-1.5B full SFT at 16k, docs/bench/h100-explore-1.5b.md) and made steps ~6% faster.
 PERFORMANCE_ENV = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
