@@ -51,8 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profile-steps", type=int, default=2, help="steps profiled after the window (0: none)")
     parser.add_argument("--profile-arms", default="all", help="arms to profile (comma-separated or all)")
     parser.add_argument("--samples", type=int, default=256, help="synthetic documents per family")
-    parser.add_argument("--median", type=int, default=4000, help="median document length in tokens")
-    parser.add_argument("--max-len", type=int, default=15000, help="longest document in tokens")
+    parser.add_argument("--median", type=int, help="median document length in tokens (default: per case, 4000 "
+                                                   "at 16k)")
+    parser.add_argument("--max-len", type=int, help="longest document in tokens (default: per case, 15000 at 16k)")
     parser.add_argument("--longest-at", type=int, default=24,
                         help="put the longest document at this position of the (unshuffled) data: step 13 of the "
                              "full-SFT case, step 4 of the LoRA cases, inside both measured windows")
@@ -62,7 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work", default=str(REPO / ".cache" / "bench"), help="models, data, tokenized sets")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per arm before it is stopped")
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak of this GPU (default: by its name)")
-    parser.add_argument("--gpu-mem", type=float, help="GiB the planner may plan for (default: this GPU's)")
+    parser.add_argument("--gpu-mem", type=float, help="GiB the planner may plan for (default: this GPU's); below "
+                                                      "this GPU's, every arm's allocator is capped there too, so a "
+                                                      "141 GB GPU stands in for an 80 GB one")
     return parser.parse_args(argv)
 
 
@@ -117,6 +120,8 @@ def run_arm(arm, ctx, case, window, profile_steps, out_dir: Path, timeout: int, 
     else:
         cmd = [sys.executable, *script]
     env = {**os.environ, **arm.env, "PYTHONUNBUFFERED": "1"}
+    if ctx.memory_cap_gib:
+        env["R1SFT_BENCH_MEMORY_CAP_GIB"] = str(ctx.memory_cap_gib)
     if ctx.cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
     log_path = out_dir / f"{case.name}.{arm.name}.log"
@@ -205,7 +210,7 @@ def main(argv=None) -> int:
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "cases": []}
     for name in case_names:
         case = CASES[name]
-        samples, median, max_len = args.samples, args.median, args.max_len
+        samples, median, max_len = args.samples, args.median or case.median, args.max_len or case.max_len
         if args.smoke:
             case = replace(case, cutoff=1024, window=(1, 3))
             samples, median, max_len = 64, 200, 800
@@ -217,11 +222,12 @@ def main(argv=None) -> int:
         spec, shape = _model_shape(case, args.smoke)
         model_dir = build_model(spec, work, case.preset + ("-smoke" if args.smoke else ""),
                                 "cpu" if args.smoke else "cuda", log)
-        data = make_dataset(spec["family"], work / "data", samples, median, 0.6, max_len, 256 if not args.smoke
-                            else 32, seed=0, longest_at=args.longest_at)
+        data = make_dataset(spec["family"], work / "data" / f"median{median}-max{max_len}", samples, median, 0.6,
+                            max_len, 256 if not args.smoke else 32, seed=0, longest_at=args.longest_at)
         ctx = arms_mod.Context(case=case, model_dir=model_dir, dataset=data["dataset"],
                                data_dir=Path(data["dataset_dir"]), work=work, gpu_mem_gib=gpu_mem, smoke=args.smoke,
-                               preprocessing_workers=min(16, os.cpu_count() or 1))
+                               preprocessing_workers=min(16, os.cpu_count() or 1),
+                               memory_cap_gib=gpu_mem if gpu and args.gpu_mem and gpu_mem < gpu["memory_mib"] / 1024 else None)
         max_steps = case.window[1] + args.profile_steps
         case_res = {"case": case.name, "preset": case.preset, "method": case.method, "cutoff": case.cutoff,
                     "samples_per_step": case.samples_per_step, "window": case.window, "params": shape.total_params,
@@ -234,7 +240,8 @@ def main(argv=None) -> int:
                 log(f"  [{arm_name}] could not be built: {type(exc).__name__}: {exc}")
                 case_res["arms"].append({"arm": arm_name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
-            tok_key = f"{spec['family']}-{case.template}-{case.cutoff}-{samples}" + ("-packed" if arm.packed else "")
+            tok_key = (f"{spec['family']}-{case.template}-{case.cutoff}-{samples}-{median}-{max_len}"
+                       + ("-packed" if arm.packed else ""))
             arms_mod.bench_keys(arm, ctx, max_steps, work / "tokenized" / tok_key)
             res = run_arm(arm, ctx, case, case.window, args.profile_steps if arm_name in profile_arms else 0,
                           out_dir, args.timeout, log)

@@ -37,7 +37,8 @@ DS_Z3 = {
 }
 EXPANDABLE = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
 # PyTorch prefers cuDNN attention on Hopper; TORCH_CUDNN_SDPA_PREFERRED=0 moves SDPA off it. Measured on the H100
-# (docs/performance.md): 3x slower steps without checkpointing, so r1sft leaves it alone. Kept to re-measure.
+# on 2026-11-22 (output not kept; docs/performance.md's first entry): 3x slower steps without checkpointing, so
+# r1sft leaves it alone. Kept to re-measure.
 FAST_ENV = {**EXPANDABLE, "TORCH_CUDNN_SDPA_PREFERRED": "0"}
 VARLEN_ENV = {**EXPANDABLE, "R1SFT_PACKED_ATTENTION": "varlen"}  # what r1sft.train adds for neat_packing recipes
 
@@ -54,6 +55,7 @@ class Context:
     gpu_mem_gib: float | None  # None: CPU
     smoke: bool = False
     preprocessing_workers: int = 8
+    memory_cap_gib: float | None = None  # the allocator of every arm capped here (a smaller GPU emulated)
 
     @property
     def cpu(self) -> bool:
@@ -226,7 +228,8 @@ def _variant(name: str, ctx: Context, note: str, env: dict | None = None, packed
 
 
 def tuned(ctx: Context) -> Arm:
-    """The planner's recipe with the knobs the H100 measurements say it should choose (docs/performance.md):
+    """The planner's recipe with the knobs the first H100 measurements said it should choose
+    (docs/bench/h100-explore-1.5b.md, docs/bench/h100-planned-tuned-1.5b.md):
     full SFT without gradient checkpointing when it fits, LoRA without dropout; run with expandable segments."""
     sets = {"disable_gradient_checkpointing": True} if ctx.case.method == "full" else {"lora_dropout": 0.0}
     # DEEPSPEED=none: the planner's memory model (79 GiB estimated, ~60-66 GiB measured without checkpointing)
@@ -312,8 +315,9 @@ VARIANTS.update({
 def _bf16_master(ctx: Context, name: str, packing: bool, stage: str = "z0", **extra) -> Arm:
     """DeepSpeed's bf16 mode on one GPU: bf16 weights and activations, fp32 master weights in the optimizer (no
     autocast, so no per-step casts of fp32 weights). Full SFT keeps checkpointing off as the plain plan does.
-    ZeRO-2 (ds_configs/z2.json, fp32 gradient accumulation) is what the planner now chooses for LoRA on one GPU,
-    so for the LoRA cases the ``_z2`` arms equal the plain ones (docs/performance.md, update 3)."""
+    ZeRO-2 (ds_configs/z2.json, fp32 gradient accumulation) was the planner's one-GPU LoRA plan from 2026-11-22
+    (docs/bench/h100-bf16-lora/7b-lora/bench.md) until fp32 adapters under autocast beat it with the fused LoRA
+    layers (docs/bench/h100-fused-lora/7b-linears-only.md); the LoRA cases' ``_z2`` arms re-measure it."""
     if ctx.case.method == "full":
         extra.setdefault("disable_gradient_checkpointing", True)
     return planned(ctx, name, packing=packing, deepspeed=stage, **extra)

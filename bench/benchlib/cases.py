@@ -13,6 +13,8 @@ class Case:
     cutoff: int
     samples_per_step: int  # LLaMA-Factory's example: full 1 x GA 2, LoRA 1 x GA 8; both arms keep it
     window: tuple[int, int]  # optimizer steps (start, end]: tokens/s counts steps start+1..end
+    median: int = 4000  # synthetic document length in tokens: log-normal median, and the longest
+    max_len: int = 15000
 
     @property
     def family(self) -> str:
@@ -30,8 +32,12 @@ class Case:
 CASES = {
     "qwen2.5-1.5b-full": Case("qwen2.5-1.5b-full", "qwen2.5-1.5b", "full", 16384, 2, (10, 40)),
     # LoRA: 10 steps, not 4: the example-style baseline runs at 95% of an H100 and its short-window speed varied
-    # 4,560-5,117 tokens/s between runs (docs/performance.md, update 6)
+    # 4,560-5,117 tokens/s between runs (docs/bench/h100-fused-lora/7b-headline.md, 7b-default-and-packing.md)
     "qwen2.5-7b-lora": Case("qwen2.5-7b-lora", "qwen2.5-7b", "lora", 16384, 8, (2, 12)),
     "qwen3-8b-lora": Case("qwen3-8b-lora", "qwen3-8b", "lora", 16384, 8, (2, 12)),
+    # Long traces (open-r1's OpenR1-Distill-7B trains at max_length 32768): R1-like lengths, median ~9k, max ~30k
+    "qwen2.5-1.5b-full-32k": Case("qwen2.5-1.5b-full-32k", "qwen2.5-1.5b", "full", 32768, 2, (10, 40), 9000, 30000),
+    "qwen2.5-7b-lora-32k": Case("qwen2.5-7b-lora-32k", "qwen2.5-7b", "lora", 32768, 8, (2, 12), 9000, 30000),
+    "qwen3-8b-lora-32k": Case("qwen3-8b-lora-32k", "qwen3-8b", "lora", 32768, 8, (2, 12), 9000, 30000),
 }
 DEFAULT_CASES = list(CASES)

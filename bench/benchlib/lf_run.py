@@ -238,6 +238,9 @@ def main() -> int:
 
     with open(args.config) as fh:
         config = yaml.safe_load(fh)
+    cap = os.environ.get("R1SFT_BENCH_MEMORY_CAP_GIB")
+    if cap and torch.cuda.is_available():  # a smaller GPU emulated: the allocator may not go past it
+        torch.cuda.set_per_process_memory_fraction(float(cap) * 2**30 / torch.cuda.get_device_properties(0).total_memory)
     from r1sft.patches import registry
 
     registry.install_from_env()  # what the sitecustomize of r1sft's launches does

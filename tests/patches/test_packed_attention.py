@@ -60,6 +60,55 @@ def test_same_output_as_dense_masked_sdpa(kv_heads):
     torch.testing.assert_close(ours[real], dense[real], rtol=1e-5, atol=1e-5)
 
 
+def _padding_mask(lengths: list[int], length: int) -> torch.Tensor:
+    """transformers' sdpa mask for right-padded rows: causal, and no query attends to a padding key (padding
+    queries attend to the real tokens before them)."""
+    keys = torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    return (causal[None] & keys[:, None, :])[:, None]
+
+
+def test_segments_of_transformers_padding_mask():
+    mask = _padding_mask([5, 8], 8)  # LLaMA-Factory pads each batch to a multiple of 8
+    cu_seqlens, max_len = packed_attention.document_segments(mask)
+    assert cu_seqlens.tolist() == [0, 5, 8, 16]
+    assert max_len == 8
+    leaky = mask.clone()
+    leaky[1, 0, 6, 7] = True  # a real token attending to a later one: not causal
+    assert packed_attention.document_segments(leaky) is None
+
+
+def test_padded_batch_trains_the_same_through_varlen(tiny_model):
+    """A padded batch of a tiny Qwen3: same loss and gradients with the patch (varlen path) as with dense sdpa."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model("tiny-qwen3"), dtype=torch.float64,
+                                                 attn_implementation="sdpa")
+    torch.manual_seed(0)
+    ids = torch.randint(5, 500, (2, 16))
+    mask = torch.ones_like(ids)
+    mask[0, 11:] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    dense_loss, dense_grads = loss_and_grads()
+    try:
+        assert packed_attention.install()
+        before = packed_attention.stats()["varlen_calls"]
+        loss, grads = loss_and_grads()
+        assert packed_attention.stats()["varlen_calls"] > before
+    finally:
+        packed_attention.uninstall()
+    torch.testing.assert_close(loss, dense_loss, rtol=1e-10, atol=1e-10)
+    for name, grad in dense_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-9, atol=1e-10, msg=name)
+
+
 def _packed_recipe(tmp_path, out_name: str):
     from tests.conftest import VENV_BIN, run_cli
 

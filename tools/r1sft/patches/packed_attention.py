@@ -1,18 +1,23 @@
-"""Document-separated attention for LLaMA-Factory's ``neat_packing`` without a dense O(L²) mask.
+"""Varlen attention for packed and padded batches, without a dense O(L²) mask.
 
-LLaMA-Factory 0.9.5 keeps packed documents from attending to each other (``neat_packing: true``) in one of two
-ways: with the flash-attn package, varlen FlashAttention-2 over the documents; without it (``flash_attn: sdpa``,
-the only choice where flash-attn cannot be installed) a 4D block-diagonal mask that SDPA applies densely, so a
-16k-token pack of four documents costs 16k² of attention instead of the sum of the four squares. PyTorch 2.10+
-ships FlashAttention-2's varlen kernel itself (``torch.nn.attention.varlen.varlen_attn``).
+LLaMA-Factory 0.9.5 keeps packed documents from attending to each other (``neat_packing: true``) with a 4D
+block-diagonal mask that SDPA applies densely (``flash_attn: sdpa``, the only choice where flash-attn cannot be
+installed), so a 16k-token pack of four documents costs 16k² of attention instead of the sum of the four squares.
+Unpacked batches carry a mask too: LLaMA-Factory pads every batch to a multiple of 8 tokens, so transformers hands
+SDPA a 4D padding mask instead of ``is_causal``, and SDPA's memory-efficient kernel keeps its own bf16 copy of the
+L x L mask in every layer for backward: 2 GiB per layer at 32k tokens, 56 GiB for a 28-layer model kept whole
+(docs/bench/h200-long-traces/attention-memory-1.5b.md). PyTorch 2.10+ ships FlashAttention-2's varlen kernel itself
+(``torch.nn.attention.varlen.varlen_attn``).
 
-``install()`` registers, through transformers' public ``AttentionInterface``, an ``sdpa`` that recognises that
-block-diagonal causal mask, recovers the document boundaries from it (once per forward, checked against the whole
-mask), and runs the varlen kernel over the documents. Every other call (no mask, a mask of another shape,
-dropout, generation) goes to transformers' own ``sdpa`` unchanged, so what is trained is exactly what LLaMA-Factory
-trains without it: the same documents, the same mask, only a kernel that skips the masked blocks.
+``install()`` registers, through transformers' public ``AttentionInterface``, an ``sdpa`` that recognises a
+block-diagonal causal mask (LLaMA-Factory's packed mask, and a padded causal mask, which is one document per row
+followed by padding), recovers the document boundaries from it (once per forward, checked against the whole mask),
+and runs the varlen kernel over the documents. Every other call (no mask, a mask of another shape, dropout,
+generation) goes to transformers' own ``sdpa`` unchanged, so what is trained is exactly what LLaMA-Factory trains
+without it: the same documents, the same mask, only a kernel that skips the masked blocks. (Padding tokens attend
+to their own padding run instead of to the real tokens before them: their outputs reach no real token and no loss.)
 
-``r1sft train`` turns it on for recipes with ``neat_packing: true`` (``R1SFT_PACKED_ATTENTION=varlen``, read by
+``r1sft train`` turns it on for every GPU recipe (``R1SFT_PACKED_ATTENTION=varlen``, read by
 ``r1sft/patches/site/sitecustomize.py`` in every process the launch starts); ``R1SFT_PACKED_ATTENTION=off`` keeps
 LLaMA-Factory's dense path.
 """
@@ -41,9 +46,14 @@ def enabled_by_env(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def wanted(config: Mapping[str, Any], environ: Mapping[str, str], plan: LaunchPlan) -> str | None:
-    # LLaMA-Factory keeps packed samples apart with a dense 4D mask under sdpa; the same mask as varlen attention is
-    # 5x faster (docs/bench/h100-liger-chunking/packed_attention_check.md).
-    return "neat_packing" if config.get("neat_packing") else None
+    # Packed samples: the dense block-diagonal mask as varlen attention is 5x faster
+    # (docs/bench/h100-liger-chunking/packed_attention_check.md). Padded samples: no copy of the L x L mask kept per
+    # layer (docs/bench/h200-long-traces/attention-memory-1.5b.md). CPU runs keep transformers' sdpa.
+    if config.get("neat_packing"):
+        return "neat_packing"
+    if config.get("use_cpu") or str(config.get("flash_attn", "auto")) not in ("auto", "sdpa"):
+        return None
+    return "padded batches on a GPU"
 
 
 def on_value(plan: LaunchPlan) -> str:
@@ -95,9 +105,11 @@ def document_segments(mask):
     """Document boundaries of a block-diagonal causal 4D mask, or None when ``mask`` is anything else.
 
     ``mask``: (batch, 1, L, L), additive float (0 = attend, as LLaMA-Factory's ``prepare_4d_attention_mask``
-    writes it) or boolean (True = attend). Returns ``(cu_seqlens, max_len)`` over the flattened batch: int32
-    offsets of every document, with each run of padding (a token that attends to nothing) as one segment of its
-    own, and the longest segment. The whole mask is compared with the one these boundaries imply.
+    writes it) or boolean (True = attend, as transformers' padding masks). Returns ``(cu_seqlens, max_len)`` over
+    the flattened batch: int32 offsets of every document, with each run of padding (a token that does not attend
+    to itself) as one segment of its own, and the longest segment. Every real token's row of the mask is compared
+    with the one these boundaries imply; padding rows are not (LLaMA-Factory's attend to nothing, transformers'
+    to the real tokens before them; no real token attends to a padding token either way).
     """
     import torch
 
@@ -121,7 +133,7 @@ def document_segments(mask):
         expected = (segment[:, rows, None] == segment[:, None, :]) & (positions[None, rows, None]
                                                                      >= positions[None, None, :])
         expected &= valid[:, rows, None] & valid[:, None, :]
-        mismatch |= (expected != allowed[:, rows]).any()
+        mismatch |= ((expected != allowed[:, rows]) & valid[:, rows, None]).any()
 
     # One wait for the GPU per forward (the verdict and the boundaries come back together): every host sync
     # leaves the GPU idle while the next kernels are launched.

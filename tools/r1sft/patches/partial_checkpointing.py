@@ -54,8 +54,8 @@ def wanted(config: Mapping[str, Any], environ: Mapping[str, str], plan: LaunchPl
     # LoRA packed, docs/bench/h100-partial-checkpointing/).
     if plan.uncheckpointed_layers <= 0 or config.get("disable_gradient_checkpointing") or config.get("use_cpu"):
         return None
-    if config.get("neat_packing") and environ.get(packed_attention.ENV_VAR, "varlen") != "varlen":
-        return None  # the dense 4D mask path keeps more per layer than the count assumes
+    if environ.get(packed_attention.ENV_VAR, "varlen") != "varlen":
+        return None  # the dense 4D mask path keeps a copy of the mask per layer, which the count leaves out
     return f"memory for {plan.uncheckpointed_layers} layers' activations"
 
 
