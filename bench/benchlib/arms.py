@@ -106,6 +106,7 @@ def baseline(ctx: Context) -> Arm:
     })
     if case.template == "qwen3":
         config["enable_thinking"] = True
+    config.update(dict(case.sets))
     note = ("LLaMA-Factory example style: " + ("full SFT, ZeRO-3" if case.method == "full" else "LoRA rank 8")
             + ", gradient checkpointing, no liger, batch 1")
     return Arm("baseline", config, note=note, memory_estimate=_estimate(ctx, config))
@@ -127,6 +128,7 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
     from r1sft.recipe import RecipeRequest, plan_recipe
 
     case = ctx.case
+    overrides = {**dict(case.sets), **overrides}
     request = RecipeRequest(model=case.preset, method=case.method, datasets=[ctx.dataset],
                             gpus=0 if ctx.cpu else 1, gpu_mem=ctx.gpu_mem_gib, cutoff=case.cutoff,
                             global_batch=case.samples_per_step, model_path=str(ctx.model_dir),

@@ -15,6 +15,7 @@ class Case:
     window: tuple[int, int]  # optimizer steps (start, end]: tokens/s counts steps start+1..end
     median: int = 4000  # synthetic document length in tokens: log-normal median, and the longest
     max_len: int = 15000
+    sets: tuple[tuple[str, object], ...] = ()  # recipe keys every arm gets (r1sft recipe --set)
 
     @property
     def family(self) -> str:
@@ -39,5 +40,8 @@ CASES = {
     "qwen2.5-1.5b-full-32k": Case("qwen2.5-1.5b-full-32k", "qwen2.5-1.5b", "full", 32768, 2, (10, 40), 9000, 30000),
     "qwen2.5-7b-lora-32k": Case("qwen2.5-7b-lora-32k", "qwen2.5-7b", "lora", 32768, 8, (2, 12), 9000, 30000),
     "qwen3-8b-lora-32k": Case("qwen3-8b-lora-32k", "qwen3-8b", "lora", 32768, 8, (2, 12), 9000, 30000),
+    # 64k: past Qwen2.5's 32k context, so YaRN (LLaMA-Factory's rope_scaling), as Qwen documents for long inputs
+    "qwen2.5-7b-lora-64k": Case("qwen2.5-7b-lora-64k", "qwen2.5-7b", "lora", 65536, 8, (2, 8), 12000, 60000,
+                                sets=(("rope_scaling", "yarn"),)),
 }
 DEFAULT_CASES = list(CASES)

@@ -17,6 +17,8 @@ from r1sft.errors import R1sftError
 from r1sft.presets import METHODS, Preset, catalogue, get_preset, with_local_shape
 from r1sft.recipe.data import SAMPLE_DATASET, datasets_special_tokens
 
+# The longest RoPE stretch over the model's context a recipe may ask for (Qwen2.5/Qwen3's YaRN factor 4).
+ROPE_SCALING_LIMIT = 4
 DEEPSPEED_CHOICES = ("auto", "none", "z0", "z2", "z3", "z3_offload")
 # --set keys the planner reads as inputs (each is decided with the rest of the plan); every other key is passed on.
 PLANNED_SET_KEYS = ("model_name_or_path", "template", "dataset", "dataset_dir", "cutoff_len",
@@ -242,6 +244,9 @@ def _hardware(request: RecipeRequest, preset: Preset, notes: Notes) -> tuple[int
 def _cutoff(inputs: Inputs, cutoff_override: Any, notes: Notes) -> int:
     request, preset = inputs.request, inputs.preset
     max_ctx = preset.shape.max_ctx
+    if max_ctx and inputs.passthrough.get("rope_scaling"):
+        # LLaMA-Factory stretches RoPE by ceil(cutoff / context); Qwen documents YaRN up to 4x its context
+        max_ctx *= ROPE_SCALING_LIMIT
     if request.cutoff is not None and cutoff_override is not None and cutoff_override != request.cutoff:
         raise R1sftError(f"CUTOFF={request.cutoff} and --set cutoff_len={cutoff_override} disagree: use one")
     if request.cutoff is not None or cutoff_override is not None:
@@ -249,7 +254,10 @@ def _cutoff(inputs: Inputs, cutoff_override: Any, notes: Notes) -> int:
         if isinstance(cutoff, bool) or not isinstance(cutoff, int) or cutoff < 1:
             raise R1sftError(f"cutoff_len={cutoff}: expected a positive whole number of tokens")
         if max_ctx and cutoff > max_ctx:
-            raise R1sftError(f"CUTOFF={cutoff} exceeds {preset.name}'s context window of {max_ctx} tokens")
+            raise R1sftError(f"CUTOFF={cutoff} exceeds {preset.name}'s context window of {max_ctx} tokens"
+                             + ("" if inputs.passthrough.get("rope_scaling") else
+                                " (longer needs RoPE scaling: --set rope_scaling=yarn, up to "
+                                f"{ROPE_SCALING_LIMIT}x)"))
         notes.why["cutoff_len"] = "set on the command line; longer samples are truncated, losing their end and EOS"
         return cutoff
     cutoff = int(inputs.defaults["cutoff"])
