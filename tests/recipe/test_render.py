@@ -195,8 +195,14 @@ def test_global_batch_that_does_not_split_names_the_numbers():
 
 def test_cutoff_is_capped_and_checked():
     assert plan_recipe(RecipeRequest(model="tiny-qwen3", cutoff=4096)).train["cutoff_len"] == 4096
-    with pytest.raises(R1sftError, match="exceeds qwen2.5-7b's context window of 32768"):
+    with pytest.raises(R1sftError, match="exceeds qwen2.5-7b's context window of 32768.*rope_scaling=yarn"):
         plan_recipe(RecipeRequest(model="qwen2.5-7b", cutoff=65536))
+    # past the context with RoPE scaling, up to 4x (LLaMA-Factory computes the factor from cutoff_len)
+    yarn = plan_recipe(RecipeRequest(model="qwen2.5-7b", method="lora", gpus=1, gpu_mem=140, cutoff=65536,
+                                     overrides={"rope_scaling": "yarn"}), build_tiny=False)
+    assert yarn.train["cutoff_len"] == 65536 and yarn.train["rope_scaling"] == "yarn"
+    with pytest.raises(R1sftError, match="context window of 131072"):
+        plan_recipe(RecipeRequest(model="qwen2.5-7b", cutoff=262144, overrides={"rope_scaling": "yarn"}))
 
 
 def test_gradient_checkpointing_only_when_needed():
