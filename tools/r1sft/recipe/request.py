@@ -142,10 +142,11 @@ def read_request(request: RecipeRequest, notes: Notes, data_dir: Path, build_tin
     preset, model_path = _model(request, planned, preset, notes, build_tiny)
     template = _template(request, planned, preset)
     datasets, special = _datasets(request, planned, data_dir)
-    gpus, nodes, gpu_mem = _hardware(request, preset, notes)
+    defaults = {**catalogue()["defaults"], **preset.defaults}
+    gpus, nodes, gpu_mem = _hardware(request, defaults, notes)
     inputs = Inputs(
-        request=request, preset=preset, method=request.method,
-        defaults={**catalogue()["defaults"], **preset.defaults}, model_path=model_path, template=template,
+        request=request, preset=preset, method=request.method, defaults=defaults, model_path=model_path,
+        template=template,
         datasets=datasets, special_tokens=special, gpus=gpus, nodes=nodes, gpu_mem=gpu_mem, cutoff=0,
         global_batch=0, fixed_per_device=planned.get("per_device_train_batch_size"),
         fixed_grad_accum=planned.get("gradient_accumulation_steps"),
@@ -227,8 +228,7 @@ def _datasets(request: RecipeRequest, planned: dict, data_dir: Path) -> tuple[li
     return datasets, special
 
 
-def _hardware(request: RecipeRequest, preset: Preset, notes: Notes) -> tuple[int, int, float]:
-    defaults = {**catalogue()["defaults"], **preset.defaults}
+def _hardware(request: RecipeRequest, defaults: dict, notes: Notes) -> tuple[int, int, float]:
     gpus = int(request.gpus if request.gpus is not None else defaults["gpus"])
     nodes = int(request.nodes if request.nodes is not None else defaults["nodes"])
     gpu_mem = float(request.gpu_mem if request.gpu_mem is not None else defaults["gpu_mem"])
