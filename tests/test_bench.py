@@ -12,6 +12,7 @@ from tests.conftest import run_cli
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
+from benchlib.callback import count_documents  # noqa: E402
 from benchlib.measure import flops  # noqa: E402
 from benchlib.synth import make_dataset  # noqa: E402
 
@@ -42,6 +43,22 @@ def test_flops_per_token_qwen25_15b():
     assert 11.8e9 < per_token < 12.1e9  # ~12 GFLOP per token at T = 5.1k (shared/gpu/README.md)
     lora = flops(shape, "lora", tokens=1, sumsq=0)
     assert lora == 4 * shape.total_params
+
+
+def test_document_counts_agree_across_packing_layouts():
+    """TRL's padding-free position_ids, LLaMA-Factory's 4D block-diagonal mask and one padded row per document
+    give the same tokens, sum of squared lengths, documents and longest document (what the FLOP count needs)."""
+    import torch
+
+    lengths = [3, 1, 5, 2]
+    positions = torch.cat([torch.arange(n) for n in lengths])[None]
+    doc = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    causal = torch.ones(len(doc), len(doc), dtype=torch.bool).tril()
+    block = (causal & (doc[:, None] == doc[None, :]))[None, None]
+    padded = torch.tensor([[1] * n + [0] * (max(lengths) - n) for n in lengths])
+    want = [sum(lengths), sum(n * n for n in lengths), len(lengths), max(lengths)]
+    for ids, mask, pos in ((positions, None, positions), (positions, block, None), (padded, padded, None)):
+        assert [int(x) for x in count_documents(ids, mask, pos)] == want
 
 
 @pytest.mark.slow
