@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -69,3 +70,32 @@ def test_bench_smoke_cpu(tmp_path):
     arm = result["cases"][0]["arms"][0]
     assert arm["tokens_per_s"] > 0 and arm["raw"]["window"]["steps"] == 2
     assert arm["losses"][0] > 0 and (tmp_path / "bench.md").exists()
+
+
+PEER_PYTHON = REPO_ROOT / ".venv-peers" / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_bench_smoke_cpu_peer_arms(tmp_path):
+    """The TRL peer arms in .venv-peers (``make test`` creates it), measured like r1sft's plan on the same data: the
+    unpacked one trains the very tokens LLaMA-Factory trains, from the same first loss."""
+    if not PEER_PYTHON.exists():
+        if os.environ.get("R1SFT_REQUIRE_PEERS"):
+            pytest.fail(f"{PEER_PYTHON} missing: make peers")
+        pytest.skip("no .venv-peers: make peers (make test creates it)")
+    run_cli(sys.executable, "bench/bench_train.py", "--smoke", "--case", "qwen2.5-7b-lora", "--arms",
+            "planned,trl_openr1,trl_fast", "--profile-steps", "0", "--out", str(tmp_path), "--work",
+            str(tmp_path / "work"), timeout=900)
+    result = json.loads((tmp_path / "bench.json").read_text())
+    arms = {arm["arm"]: arm for arm in result["cases"][0]["arms"]}
+    for name in ("trl_openr1", "trl_fast"):
+        arm = arms[name]
+        assert arm["peer"] and arm["tokens_per_s"] > 0 and arm["raw"]["window"]["steps"] == 2, arm.get("error")
+        assert len(arm["losses"]) == 3 and arm["raw"]["meta"]["loss_on"] == "assistant"
+        assert arm["config"]["peft"]["r"] == 64 and "PEFT LoRA r64" in arm["note"]
+    plan, openr1, packed = arms["planned"]["raw"]["window"], arms["trl_openr1"]["raw"]["window"], arms["trl_fast"]
+    assert openr1["tokens"] == plan["tokens"] and openr1["docs"] == plan["docs"]
+    assert abs(arms["trl_openr1"]["losses"][0] - arms["planned"]["losses"][0]) < 1e-3
+    # padding-free packs: documents counted one by one, not one per pack
+    assert packed["raw"]["window"]["docs"] > packed["raw"]["window"]["micro_batches"]
+    assert "trl_fast" in (tmp_path / "bench.md").read_text()
