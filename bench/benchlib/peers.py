@@ -84,8 +84,9 @@ def _arm(ctx: Context, name: str, note: str, sft: dict, packed: bool = False, at
     lora = _lora(ctx)
     if lora:
         sft = {**sft, "learning_rate": lora.pop("learning_rate")}
-        note += f"; PEFT LoRA r{lora['r']}/alpha {lora['lora_alpha']}/dropout {lora['lora_dropout']} on all " \
-                "linears and lr as r1sft plans"
+        targets = "all linears" if lora["target_modules"] == "all-linear" else ",".join(lora["target_modules"])
+        note += (f"; PEFT LoRA r{lora['r']}/alpha {lora['lora_alpha']}/dropout {lora['lora_dropout']} on {targets} "
+                 "and lr as r1sft plans")
     sft = {**sft, "max_length": ctx.case.cutoff,
            "model_init_kwargs": {"dtype": "bfloat16", "attn_implementation": attn}}
     config = {"model": str(ctx.model_dir), "assistant_only_loss": True, "peft": lora, "sft": sft}
