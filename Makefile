@@ -17,6 +17,10 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # command). GPU boxes that already have a CUDA torch: `make setup TORCH=` keeps it.
 TORCH ?= torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0
 STAMP := $(VENV)/.r1sft-installed
+# The bench's TRL peer arms need newer datasets/transformers than LLaMA-Factory 0.9.5 allows: their own venv.
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.r1sft-peers-installed
+PEERS_REQUIREMENTS := bench/requirements-peers.txt
 
 MODEL ?= tiny-qwen3
 METHOD ?= lora
@@ -48,7 +52,7 @@ lower = $(subst A,a,$(subst E,e,$(subst F,f,$(subst L,l,$(subst N,n,$(subst O,o,
 PACKING_ON := $(filter 1 yes true on,$(call lower,$(strip $(PACKING))))
 PACKING_BAD := $(if $(PACKING_ON)$(filter 0 no false off,$(call lower,$(strip $(PACKING)))),,$(strip $(PACKING)))
 
-.PHONY: help setup demo test lint tiny-models demo-data data recipe recipes check train merge learn eval bench bench-convert clean
+.PHONY: help setup peers demo test lint tiny-models demo-data data recipe recipes check train merge learn eval bench bench-convert clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -60,6 +64,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	if [ -n "$(TORCH)" ]; then $(BIN)/python -m pip install -q $(TORCH); fi
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+peers: $(PEERS_STAMP) ## create .venv-peers: TRL's current release for make bench's peer arms (~2 min)
+
+# The same TORCH pin as .venv, in one resolve with TRL's stack; nothing of .venv's site is visible to it.
+$(PEERS_STAMP): $(PEERS_REQUIREMENTS)
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q $(TORCH) -r $(PEERS_REQUIREMENTS)
 	touch $@
 
 tiny-models: setup ## build the three tiny offline models (cached under .cache/tiny-models)
@@ -97,8 +110,9 @@ merge: setup ## merge an adapter and verify it: make merge RECIPE=recipes/qwen3-
 demo: setup ## the whole pipeline on a tiny model and the bundled sample, on CPU
 	$(R1SFT) demo
 
-test: setup ## run the test suite
-	$(BIN)/python -m pytest -q
+# peers: the CPU smoke run of the TRL peer arms (tests/test_bench.py) needs .venv-peers, and must not skip here.
+test: setup peers ## run the test suite
+	R1SFT_REQUIRE_PEERS=1 $(BIN)/python -m pytest -q
 
 lint: setup ## ruff
 	$(BIN)/ruff check .
@@ -109,7 +123,7 @@ learn: setup ## train a tiny model on a synthetic reasoning task and score it (w
 eval: setup ## evaluate a model: make eval MODEL_PATH=saves/... DATA=problems.jsonl
 	$(R1SFT) eval "$(MODEL_PATH)" --data "$(DATA)" $(EVAL_ARGS)
 
-bench: setup ## GPU benchmark: LLaMA-Factory example config vs r1sft's planned recipe
+bench: setup peers ## GPU benchmark: LLaMA-Factory example config and TRL vs r1sft's planned recipe
 	$(BIN)/python bench/bench_train.py
 
 bench-convert: setup ## converter throughput vs the datasets.map path

@@ -2,12 +2,13 @@
 
 For each case (default: Qwen2.5-1.5B full SFT, Qwen2.5-7B LoRA at cutoff 16384, Qwen3-8B LoRA) it builds a
 random-initialised model of the real shape (no download), synthetic R1-length reasoning data (log-normal lengths,
-median ~4k tokens, up to 15k, with <think> blocks), then trains, in this job, (a) the example-style config and
-(b) the planned recipe, each for a few dozen optimizer steps with the same data and samples per step. It prints and
-writes (JSON + markdown) steady-state tokens/s over a window of steps (real tokens only), MFU, peak GPU memory
-next to the planner's estimate, both loss curves, and a torch.profiler breakdown of a step.
+median ~4k tokens, up to 15k, with <think> blocks), then trains, in this job, (a) the example-style config,
+(b) the planned recipe and (c) TRL's SFTTrainer (open-r1's recipe and TRL's fastest packing, in the peer
+environment: benchlib/peers.py), each for a few dozen optimizer steps with the same data and samples per step. It
+prints and writes (JSON + markdown) steady-state tokens/s over a window of steps (real tokens only), MFU, peak GPU
+memory next to the planner's estimate, the loss curves, and a torch.profiler breakdown of a step.
 
-    make bench                                   # all cases (GPU; ~15 minutes on one H100)
+    make bench                                   # all cases (GPU)
     .venv/bin/python bench/bench_train.py --case qwen2.5-1.5b-full --steps 5-20
     .venv/bin/python bench/bench_train.py --smoke   # CPU, tiny shape, 3 steps: checks the plumbing
 """
@@ -31,7 +32,7 @@ for extra in (BENCH_DIR, REPO / "tools"):
         sys.path.insert(0, str(extra))
 
 from benchlib import arms as arms_mod  # noqa: E402
-from benchlib import report  # noqa: E402
+from benchlib import peers, report  # noqa: E402
 from benchlib.cases import CASES, DEFAULT_CASES  # noqa: E402
 from benchlib.measure import MemoryPoller, flops, gpu_info  # noqa: E402
 from benchlib.synth import make_dataset, shape_spec  # noqa: E402
@@ -43,9 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--case", default="all", help=f"comma-separated: {', '.join(CASES)} (default: all)")
-    parser.add_argument("--arms", default="baseline,planned,planned_packing",
-                        help="comma-separated: baseline, planned, or exploration variants "
-                             f"({', '.join(arms_mod.VARIANTS)})")
+    parser.add_argument("--arms", default="baseline,planned,planned_packing,trl_openr1,trl_fast",
+                        help="comma-separated: baseline, planned, exploration variants "
+                             f"({', '.join(arms_mod.VARIANTS)}), or TRL peer arms ({', '.join(peers.ARMS)})")
     parser.add_argument("--steps", help="measured window START-END of optimizer steps (default: per case, "
                                         "10-40 for full SFT)")
     parser.add_argument("--profile-steps", type=int, default=2, help="steps profiled after the window (0: none)")
@@ -66,6 +67,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gpu-mem", type=float, help="GiB the planner may plan for (default: this GPU's); below "
                                                       "this GPU's, every arm's allocator is capped there too, so a "
                                                       "141 GB GPU stands in for an 80 GB one")
+    parser.add_argument("--peer-python", help="interpreter of the TRL peer arms (default: .venv-peers/bin/python "
+                                              "if it exists, else this one with --peer-pythonpath)")
+    parser.add_argument("--peer-pythonpath", help=f"PYTHONPATH of the peer arms instead of this run's (default: "
+                                                  f"${peers.PEER_PYTHONPATH_ENV}; the GPU machine: /tmp/peersite)")
     return parser.parse_args(argv)
 
 
@@ -122,6 +127,8 @@ def run_arm(arm, ctx, case, window, profile_steps, out_dir: Path, timeout: int, 
     env = {**os.environ, **arm.env, "PYTHONUNBUFFERED": "1"}
     if ctx.memory_cap_gib:
         env["R1SFT_BENCH_MEMORY_CAP_GIB"] = str(ctx.memory_cap_gib)
+    if arm.peer:  # TRL, in its own environment: never LLaMA-Factory's site (benchlib/peers.py)
+        cmd, env = peers.launch(ctx, script[1:], env)
     if ctx.cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
     log_path = out_dir / f"{case.name}.{arm.name}.log"
@@ -144,7 +151,9 @@ def run_arm(arm, ctx, case, window, profile_steps, out_dir: Path, timeout: int, 
     raw = json.loads(result_path.read_text()) if result_path.exists() else None
     res = {"arm": arm.name, "note": arm.note, "env": arm.env, "config": arm.config, "exit": code,
            "wall_seconds": wall, "peak_smi_mib": poller.peak_mib, "raw": raw, "log": str(log_path),
-           "plan_summary": arm.plan_summary, "packed": arm.packed}
+           "plan_summary": arm.plan_summary, "packed": arm.packed, "peer": arm.peer}
+    if arm.peer:
+        peers.annotate(res)
     est = arm.memory_estimate
     if est is not None:
         res["estimate_gib"] = est.peak_gib
@@ -202,9 +211,13 @@ def main(argv=None) -> int:
         return 2
     arm_names = [a.strip() for a in args.arms.split(",") if a.strip()]
     profile_arms = set(arm_names if args.profile_arms == "all" else args.profile_arms.split(","))
+    peer_python, peer_path = peers.interpreter(args.peer_python, args.peer_pythonpath)
     command = "python bench/bench_train.py " + " ".join(sys.argv[1:] if argv is None else argv)
     log(f"bench: {command}")
     log(f"bench: {'CPU smoke run' if args.smoke else gpu['name'] + f' ({gpu_mem:.1f} GiB, peak {peak} TFLOP/s bf16)'}")
+    if any(name in peers.ARMS for name in arm_names):
+        log(f"bench: peer arms run {peer_python or '(no peer environment)'}"
+            + (f" with PYTHONPATH={peer_path}" if peer_path else ""))
 
     results = {"command": command, "gpu": gpu, "peak_tflops": peak, "smoke": args.smoke,
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "cases": []}
@@ -226,7 +239,8 @@ def main(argv=None) -> int:
                             max_len, 256 if not args.smoke else 32, seed=0, longest_at=args.longest_at)
         ctx = arms_mod.Context(case=case, model_dir=model_dir, dataset=data["dataset"],
                                data_dir=Path(data["dataset_dir"]), work=work, gpu_mem_gib=gpu_mem, smoke=args.smoke,
-                               preprocessing_workers=min(16, os.cpu_count() or 1),
+                               preprocessing_workers=min(16, os.cpu_count() or 1), peer_python=peer_python,
+                               peer_pythonpath=peer_path,
                                memory_cap_gib=gpu_mem if gpu and args.gpu_mem and gpu_mem < gpu["memory_mib"] / 1024 else None)
         max_steps = case.window[1] + args.profile_steps
         case_res = {"case": case.name, "preset": case.preset, "method": case.method, "cutoff": case.cutoff,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -12,6 +13,7 @@ from tests.conftest import run_cli
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
+from benchlib.callback import count_documents  # noqa: E402
 from benchlib.measure import flops  # noqa: E402
 from benchlib.synth import make_dataset  # noqa: E402
 
@@ -44,6 +46,22 @@ def test_flops_per_token_qwen25_15b():
     assert lora == 4 * shape.total_params
 
 
+def test_document_counts_agree_across_packing_layouts():
+    """TRL's padding-free position_ids, LLaMA-Factory's 4D block-diagonal mask and one padded row per document
+    give the same tokens, sum of squared lengths, documents and longest document (what the FLOP count needs)."""
+    import torch
+
+    lengths = [3, 1, 5, 2]
+    positions = torch.cat([torch.arange(n) for n in lengths])[None]
+    doc = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    causal = torch.ones(len(doc), len(doc), dtype=torch.bool).tril()
+    block = (causal & (doc[:, None] == doc[None, :]))[None, None]
+    padded = torch.tensor([[1] * n + [0] * (max(lengths) - n) for n in lengths])
+    want = [sum(lengths), sum(n * n for n in lengths), len(lengths), max(lengths)]
+    for ids, mask, pos in ((positions, None, positions), (positions, block, None), (padded, padded, None)):
+        assert [int(x) for x in count_documents(ids, mask, pos)] == want
+
+
 @pytest.mark.slow
 def test_bench_smoke_cpu(tmp_path):
     run_cli(sys.executable, "bench/bench_train.py", "--smoke", "--case", "qwen2.5-1.5b-full", "--arms", "planned",
@@ -52,3 +70,32 @@ def test_bench_smoke_cpu(tmp_path):
     arm = result["cases"][0]["arms"][0]
     assert arm["tokens_per_s"] > 0 and arm["raw"]["window"]["steps"] == 2
     assert arm["losses"][0] > 0 and (tmp_path / "bench.md").exists()
+
+
+PEER_PYTHON = REPO_ROOT / ".venv-peers" / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_bench_smoke_cpu_peer_arms(tmp_path):
+    """The TRL peer arms in .venv-peers (``make test`` creates it), measured like r1sft's plan on the same data: the
+    unpacked one trains the very tokens LLaMA-Factory trains, from the same first loss."""
+    if not PEER_PYTHON.exists():
+        if os.environ.get("R1SFT_REQUIRE_PEERS"):
+            pytest.fail(f"{PEER_PYTHON} missing: make peers")
+        pytest.skip("no .venv-peers: make peers (make test creates it)")
+    run_cli(sys.executable, "bench/bench_train.py", "--smoke", "--case", "qwen2.5-7b-lora", "--arms",
+            "planned,trl_openr1,trl_fast", "--profile-steps", "0", "--out", str(tmp_path), "--work",
+            str(tmp_path / "work"), timeout=900)
+    result = json.loads((tmp_path / "bench.json").read_text())
+    arms = {arm["arm"]: arm for arm in result["cases"][0]["arms"]}
+    for name in ("trl_openr1", "trl_fast"):
+        arm = arms[name]
+        assert arm["peer"] and arm["tokens_per_s"] > 0 and arm["raw"]["window"]["steps"] == 2, arm.get("error")
+        assert len(arm["losses"]) == 3 and arm["raw"]["meta"]["loss_on"] == "assistant"
+        assert arm["config"]["peft"]["r"] == 64 and "PEFT LoRA r64" in arm["note"]
+    plan, openr1, packed = arms["planned"]["raw"]["window"], arms["trl_openr1"]["raw"]["window"], arms["trl_fast"]
+    assert openr1["tokens"] == plan["tokens"] and openr1["docs"] == plan["docs"]
+    assert abs(arms["trl_openr1"]["losses"][0] - arms["planned"]["losses"][0]) < 1e-3
+    # padding-free packs: documents counted one by one, not one per pack
+    assert packed["raw"]["window"]["docs"] > packed["raw"]["window"]["micro_batches"]
+    assert "trl_fast" in (tmp_path / "bench.md").read_text()

@@ -56,6 +56,8 @@ class Context:
     smoke: bool = False
     preprocessing_workers: int = 8
     memory_cap_gib: float | None = None  # the allocator of every arm capped here (a smaller GPU emulated)
+    peer_python: str | None = None  # the peer arms' interpreter and PYTHONPATH (benchlib/peers.py)
+    peer_pythonpath: str = ""
 
     @property
     def cpu(self) -> bool:
@@ -71,6 +73,7 @@ class Arm:
     plan_summary: str = ""
     memory_estimate: Any = None  # r1sft.recipe.MemoryEstimate of this configuration
     packed: bool = False
+    peer: bool = False  # a TRL arm (benchlib/peers.py): trl_run.py in the peer environment runs its config
 
     @property
     def torchrun(self) -> bool:
@@ -159,6 +162,10 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
 
 def bench_keys(arm: Arm, ctx: Context, max_steps: int, tokenized: Path) -> None:
     """What both arms share so that they are comparable: data, outputs, steps, no checkpoints, same seed."""
+    if arm.peer:
+        from benchlib import peers
+
+        return peers.bench_keys(arm, ctx, max_steps)
     c = arm.config
     c["dataset"] = ctx.dataset
     c["dataset_dir"] = str(ctx.data_dir)
@@ -405,4 +412,8 @@ def build(name: str, ctx: Context) -> Arm:
         return planned(ctx)
     if name in VARIANTS:
         return VARIANTS[name](ctx)
-    raise SystemExit(f"unknown arm {name!r}: baseline, planned, {', '.join(VARIANTS)}")
+    from benchlib import peers  # imports this module
+
+    if name in peers.ARMS:
+        return peers.build(name, ctx)
+    raise SystemExit(f"unknown arm {name!r}: baseline, planned, {', '.join([*VARIANTS, *peers.ARMS])}")

@@ -77,6 +77,29 @@ def _per_step(case: dict, arm: dict) -> str:
     return f"{arm['docs'] / (end - start):.1f}" if end > start and arm.get("docs") else ""
 
 
+def _loss_columns(arms: list[dict]) -> list[str]:
+    """The first LOSS_STEPS optimizer steps' losses of several arms, one column each."""
+    out = [f"  loss, first {LOSS_STEPS} optimizer steps ({' | '.join(r['arm'] for r in arms)}):"]
+    for i in range(min(LOSS_STEPS, max(len(r["losses"]) for r in arms))):
+        cells = (f"{r['losses'][i]:8.4f}" if i < len(r["losses"]) else "       -" for r in arms)
+        out.append(f"    step {i + 1:2d}: " + " | ".join(cells))
+    return out
+
+
+def peer_lines(ok: list[dict]) -> list[str]:
+    """r1sft's arms against the fastest TRL arm (benchlib/peers.py), and the losses of both side by side (packed
+    arms put more samples into a step: compare their losses with each other)."""
+    peers = [r for r in ok if r.get("peer") and r.get("losses")]
+    if not peers:
+        return []
+    best = max(peers, key=lambda r: r["tokens_per_s"])
+    ours = [r for r in ok if not r.get("peer") and r["arm"] != "baseline"]
+    out = [f"  {r['arm']}: {r['tokens_per_s'] / best['tokens_per_s']:.2f}x the fastest TRL arm ({best['arm']})"
+           for r in ours]
+    mine = [r for r in ours if r["arm"] in ("planned", "planned_packing") and r.get("losses")]
+    return out + _loss_columns(mine + peers)
+
+
 def case_summary(case_res: dict, gpu: dict | None) -> list[str]:
     arms = _by_arm(case_res)
     out = [f"-- {case_res['case']} summary"]
@@ -117,6 +140,7 @@ def case_summary(case_res: dict, gpu: dict | None) -> list[str]:
             out.append(f"  loss, first {LOSS_STEPS} optimizer steps ({twin['arm']} | {r['arm']}):")
             for i, (a, b) in enumerate(zip(twin["losses"][:LOSS_STEPS], r["losses"][:LOSS_STEPS], strict=False)):
                 out.append(f"    step {i + 1:2d}: {a:8.4f} | {b:8.4f}   diff {b - a:+.4f}")
+    out += peer_lines(ok)
     for r in ok:
         if r.get("estimate_gib") is not None and r.get("peak_smi_mib"):
             measured = r["peak_smi_mib"] / 1024
