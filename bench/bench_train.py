@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -140,13 +141,11 @@ def run_arm(arm, ctx, case, window, profile_steps, out_dir: Path, timeout: int, 
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
+            _stop(proc)
             code = "timeout"
+        except BaseException:  # interrupted or terminated: the arm has its own session, so stop it too
+            _stop(proc)
+            raise
     wall = time.time() - t0
     raw = json.loads(result_path.read_text()) if result_path.exists() else None
     res = {"arm": arm.name, "note": arm.note, "env": arm.env, "config": arm.config, "exit": code,
@@ -164,6 +163,16 @@ def run_arm(arm, ctx, case, window, profile_steps, out_dir: Path, timeout: int, 
         res["error"] = f"exit {code}; no measurement (log {log_path})"
         log(f"  [{arm.name}] FAILED ({res['error']}):\n    " + "\n    ".join(tail))
     return res
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop an arm's whole process group (torchrun and its workers, dataloader workers): TERM, then KILL."""
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
 
 
 def compute(res: dict, shape, case, peak_tflops: float | None) -> None:
@@ -281,4 +290,7 @@ def _write(out_dir: Path, results: dict) -> None:
 
 
 if __name__ == "__main__":
+    # `timeout` and job schedulers send SIGTERM: raise, so that the running arm is stopped with the bench (an arm
+    # left running once shared the GPU with the next one: docs/bench/h200-peers/7b-lora-32k-trl-timeout.md)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(main())
