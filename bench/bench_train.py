@@ -258,14 +258,17 @@ def main(argv=None) -> int:
                         len(data["lengths"]) // 2], "max_tokens": max(data["lengths"])}, "arms": []}
         for arm_name in arm_names:
             try:
-                arm = arms_mod.build(arm_name, ctx)
+                arm = (peers.build if arm_name in peers.ARMS else arms_mod.build)(arm_name, ctx)
             except Exception as exc:  # noqa: BLE001 - report and go on with the other arms
                 log(f"  [{arm_name}] could not be built: {type(exc).__name__}: {exc}")
                 case_res["arms"].append({"arm": arm_name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
             tok_key = (f"{spec['family']}-{case.template}-{case.cutoff}-{samples}-{median}-{max_len}"
                        + ("-packed" if arm.packed else ""))
-            arms_mod.bench_keys(arm, ctx, max_steps, work / "tokenized" / tok_key)
+            if arm.peer:
+                peers.bench_keys(arm, ctx, max_steps)
+            else:
+                arms_mod.bench_keys(arm, ctx, max_steps, work / "tokenized" / tok_key)
             res = run_arm(arm, ctx, case, case.window, args.profile_steps if arm_name in profile_arms else 0,
                           out_dir, args.timeout, log)
             compute(res, shape, case, peak)

@@ -161,11 +161,8 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
 
 
 def bench_keys(arm: Arm, ctx: Context, max_steps: int, tokenized: Path) -> None:
-    """What both arms share so that they are comparable: data, outputs, steps, no checkpoints, same seed."""
-    if arm.peer:
-        from benchlib import peers
-
-        return peers.bench_keys(arm, ctx, max_steps)
+    """What both arms share so that they are comparable: data, outputs, steps, no checkpoints, same seed (the peer
+    arms' twin: ``peers.bench_keys``)."""
     c = arm.config
     c["dataset"] = ctx.dataset
     c["dataset_dir"] = str(ctx.data_dir)
@@ -412,8 +409,4 @@ def build(name: str, ctx: Context) -> Arm:
         return planned(ctx)
     if name in VARIANTS:
         return VARIANTS[name](ctx)
-    from benchlib import peers  # imports this module
-
-    if name in peers.ARMS:
-        return peers.build(name, ctx)
-    raise SystemExit(f"unknown arm {name!r}: baseline, planned, {', '.join([*VARIANTS, *peers.ARMS])}")
+    raise SystemExit(f"unknown arm {name!r}: baseline, planned, {', '.join(VARIANTS)}")

@@ -6,28 +6,21 @@ LLaMA-Factory ignores; data converted with ``--think thought`` lists the tags it
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from r1sft.data.registry import DATASET_INFO, read_dataset_info
 from r1sft.errors import R1sftError
 
 SAMPLE_DATASET = "r1sft_sample"
 
 
 def load_dataset_info(dataset_dir: Path) -> dict[str, Any] | None:
-    """The parsed dataset_info.json of ``dataset_dir``, or None when there is none."""
-    path = dataset_dir / "dataset_info.json"
-    if not path.is_file():
+    """The parsed dataset_info.json of ``dataset_dir`` (read by the converters' own reader), or None when there is
+    none."""
+    if not (dataset_dir / DATASET_INFO).is_file():
         return None
-    try:
-        with path.open(encoding="utf-8") as handle:
-            info = json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise R1sftError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(info, dict):
-        raise R1sftError(f"{path}: expected an object mapping dataset names to entries")
-    return info
+    return read_dataset_info(dataset_dir)
 
 
 def special_tokens(entry: dict[str, Any]) -> list[str]:
