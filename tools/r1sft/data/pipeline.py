@@ -26,8 +26,9 @@ from r1sft.data.conversation import RowRejected
 from r1sft.data.hygiene import Decontaminator, ExactDeduper, NearDeduper, QualityFilter
 from r1sft.data.readers import Input, iter_records, read_parquet_columns, resolve_inputs
 from r1sft.data.reasoning import BEGIN_THOUGHT, SPECIAL_TOKENS, STRATOS_TOKENS, THINK_STYLES, render_reply
-from r1sft.data.registry import DATASET_INFO, check_dataset_info, folder_lock, sharegpt_entry, updated_dataset_info
+from r1sft.data.registry import DATASET_INFO, check_dataset_info, folder_lock, updated_dataset_info
 from r1sft.data.report import LengthReport, RejectLog, Stats, side_files, stats_bytes
+from r1sft.data.rowformat import converted_row, sharegpt_entry
 from r1sft.data.sampling import SeededSample
 from r1sft.data.sources import Source, get_source, parse_field_map
 from r1sft.data.system_prompts import SystemPolicy
@@ -333,8 +334,7 @@ class _Conversion:
                     turns.append(prompt)
                     turns.append(render_reply(reply, think, split_think))
                 try:  # before the hygiene steps: they would choke on the same text with a vaguer reason
-                    line = dumps({"conversations": [{"from": "gpt" if i & 1 else "human", "value": text}
-                                                    for i, text in enumerate(turns)], "system": system}, None, newline)
+                    line = dumps(converted_row(turns, system), None, newline)
                 except TypeError as exc:  # orjson.JSONEncodeError: e.g. a lone surrogate, a valid JSON escape
                     raise RowRejected(*_unwritable(exc)) from None
                 if think == "keep" and not self.keeps_stratos_markup:
