@@ -35,6 +35,8 @@ class Stats:
     r1_system_prompt: dict = field(default_factory=dict)
     tokens: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    parts: list[dict] | None = None  # per (source, inputs) part of a run that mixes several
+    dedupe: dict | None = None  # what dedupe and --max-per-prompt hold in memory at the end
 
     @property
     def rows_dropped(self) -> int:
@@ -54,6 +56,8 @@ class Stats:
             "system_prompts": self.system_prompts,
             "r1_system_prompt": self.r1_system_prompt,
             "tokens": self.tokens,
+            **({"parts": self.parts} if self.parts else {}),
+            **({"dedupe": self.dedupe} if self.dedupe else {}),
             "warnings": self.warnings,
         }
 
@@ -69,6 +73,11 @@ class Stats:
         shown = ", ".join(f"{k} {v}" for k, v in self.system_prompts.items() if v)
         if shown:
             lines.append("  system prompts: " + shown)
+        for part in self.parts or ():
+            dropped = sum(part["dropped"].values())
+            lines.append(f"  part {part['source']}: {part['rows_in']} in, {part['rows_out']} out, {dropped} dropped")
+        if self.dedupe:
+            lines.append(f"  dedupe memory: {self.dedupe['bytes'] / 1e6:.1f} MB")
         if self.tokens:
             t = self.tokens
             lines.append(f"  tokens ({t['tokenizer']}): p50 {t['p50']}  p90 {t['p90']}  p99 {t['p99']}  max {t['max']}"
