@@ -12,19 +12,33 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import re
 import sys
 from pathlib import Path
 
 from r1sft.data.conversation import RowRejected
+from r1sft.data.sources_nvidia import COT_PROMPT, TIR_PROMPT
 from r1sft.errors import R1sftError
 
 QUALITY_LEVELS = ("very poor", "poor", "average", "good", "excellent")
 BENCHMARK_COLUMNS = ("problem", "question", "prompt", "Problem", "Question", "question_content")  # LiveCodeBench
 NGRAM = 8
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def normalise_prompt_template(template: str, **values) -> str:
+    """The fixed text of a prompt template before its ``{problem}``, normalised."""
+    return normalise(template.format(problem="", **values))
+
+
 _INT64 = sys.getsizeof(2**63)  # a 64-bit key as a Python int
 _SMALL_INT = sys.getsizeof(2**29)  # an ordinal
-# Fixed instructions that Stratos-family datasets (Bespoke-Stratos, Sky-T1, OpenThoughts) put before every math or
-# code problem, normalised. Longest first: the code instructions share their first sentence.
+# Fixed instructions that Stratos-family datasets (Bespoke-Stratos, Sky-T1, OpenThoughts) and OpenMathReasoning's
+# prompts put before every math or code problem, normalised. Longest first: the code instructions share their first
+# sentence.
 BOILERPLATE = tuple(sorted((
     "return your final response within \\boxed{}.",
     "generate an executable python function generated from the given prompt. the function should take stdin as input "
@@ -32,11 +46,13 @@ BOILERPLATE = tuple(sorted((
     "generate an executable python function generated from the given prompt. return the function body without "
     "invoking it at the final solution.",
     "generate an executable python function generated from the given prompt.",
+    normalise_prompt_template(COT_PROMPT),  # OpenMathReasoning's cot prompt, as openmath-reasoning builds it
 ), key=len, reverse=True))
+# OpenMathReasoning's tir prompt: its number of code calls varies per row.
+_TIR_START = "solve the following math problem, integrating"
+_TIR = re.compile(r"\d+".join(map(re.escape, normalise_prompt_template(TIR_PROMPT, executions="\0").split("\0"))))
 
 
-def normalise(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def problem_text(text: str) -> str:
@@ -49,6 +65,9 @@ def problem_text(text: str) -> str:
             if text.startswith(prefix):
                 text = text[len(prefix):].lstrip()
                 stripped = True
+        if text.startswith(_TIR_START) and (found := _TIR.match(text)):
+            text = text[found.end():].lstrip()
+            stripped = True
     return text
 
 

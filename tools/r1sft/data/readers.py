@@ -42,6 +42,7 @@ SNIFF_BYTES = 64 << 10
 MAX_LEADING_FAILURES = 100
 DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
 CHUNK_ROWS = 4096  # rows per chunk of already-parsed records (JSON arrays, hub datasets) and at most per parquet chunk
+PARQUET_BATCH_ROWS = 256
 GZIP_SUFFIXES = (".jsonl", ".ndjson", ".json")  # X.jsonl.gz, X.jsonl.zst and so on
 COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd")
 SIDE_FILE_ENDINGS = (".stats.json", ".rejects.jsonl")  # what a conversion writes beside its output, never input
@@ -545,7 +546,7 @@ def _parquet_chunks(inp: Input, progress, columns: list[str] | None) -> Iterator
         total_rows = pf.metadata.num_rows or 1
         names = pf.schema_arrow.names
         wanted = [c for c in columns if c in names] if columns else None
-        batches = pf.iter_batches(batch_size=256, columns=wanted)
+        batches = pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted)
     except Exception as exc:
         raise R1sftError(f"{label}: not a readable parquet file ({_one_line(exc)})") from None
     index = 0
