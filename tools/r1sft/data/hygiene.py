@@ -183,8 +183,8 @@ class PromptIndex:
 
 
 class PromptCap:
-    """``--max-per-prompt K``: of the rows of one prompt key, the K shortest (output bytes) are kept, earlier ones
-    first among equal lengths. Bounded memory: per prompt a heap of at most K small entries; a row that cannot make
+    """``--max-per-prompt K``: of the rows of one prompt key, the K with the shortest answers (characters of the
+    rendered assistant turns) are kept, earlier ones first among equal lengths. Bounded memory: per prompt a heap of at most K small entries; a row that cannot make
     the K is refused at once, a kept one pushed out later is handed back to be dropped."""
 
     def __init__(self, k: int) -> None:

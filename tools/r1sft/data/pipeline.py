@@ -229,7 +229,8 @@ class _Conversion:
         self.stats = Stats(source="+".join(p[0] for p in plan), inputs=[i.label for p in plan for i in p[2]],
                            output=str(output), name=name, options=recorded_options(opts, field_map))
         self.spec = WorkSpec(sources=tuple(p[0] for p in plan), options=vars(opts).copy(), field_map=field_map,
-                             keys=bool(opts.dedupe or opts.max_per_prompt), near=opts.dedupe == "near")
+                             keys=bool(opts.dedupe or opts.max_per_prompt), near=opts.dedupe == "near",
+                             lengths=bool(opts.max_per_prompt))
 
     # -- the run -----------------------------------------------------------------------------------------------------
 
@@ -434,7 +435,7 @@ class _Conversion:
                 self._reject(state.label, row, line, exc.reason, exc.detail)
                 return
         if self.cap is not None:
-            self._offer(key, text, n_tokens, flags, bands, ordinal, row, line)
+            self._offer(key, result.lengths[j], text, n_tokens, flags, bands, ordinal, row, line)
             return
         if self.index is not None:
             self.index.add(key, bands, ordinal)
@@ -449,13 +450,14 @@ class _Conversion:
         if self.opts.limit is not None and self.stats.rows_out >= self.opts.limit:
             raise _LimitReached
 
-    def _offer(self, key: int, text, n_tokens, flags: int, bands, ordinal: int, row: int, line: int | None) -> None:
-        """--max-per-prompt: the row waits in the spool if it is among the K shortest of its prompt so far; a row it
-        pushes out of the K is marked there and rejected now."""
+    def _offer(self, key: int, length: int, text, n_tokens, flags: int, bands, ordinal: int, row: int,
+               line: int | None) -> None:
+        """--max-per-prompt: the row waits in the spool if its answer is among the K shortest of its prompt so far; a
+        row it pushes out of the K is marked there and rejected now."""
         state = self.state
         k = self.opts.max_per_prompt
         ref = (self.spool.count, state.label, row, line, state.part)  # the spool index it will get
-        kept, pushed_out = self.cap.offer(key, len(text), ordinal, ref)
+        kept, pushed_out = self.cap.offer(key, length, ordinal, ref)
         if not kept:
             self._reject(state.label, row, line, "max_per_prompt",
                          f"the prompt has {k} shorter or earlier answer(s) (--max-per-prompt {k})")

@@ -48,6 +48,8 @@ COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd")
 SIDE_FILE_ENDINGS = (".stats.json", ".rejects.jsonl")  # what a conversion writes beside its output, never input
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+ZSTD_READ_BYTES = 1 << 20  # compressed bytes per read
+ZSTD_FEED_BYTES = 16 << 10  # compressed bytes per decompress call
 COMPRESSED = {b"BZh": ("bzip2", "bunzip2"),
               b"\xfd7zXZ\x00": ("xz", "xz -d"), b"PK\x03\x04": ("zip", "unzip")}
 # Bytes that were not UTF-8, as surrogateescape decoding keeps them (U+DC80..U+DCFF; valid UTF-8 never gives these)
@@ -353,11 +355,13 @@ class _Unzstd:
         self._fed = False  # the current frame has input not yet ended by its epilogue
         self._out = bytearray()
         self._eof = False
+        self._input, self._at = b"", 0
 
     def read(self, n: int) -> bytes:
         while len(self._out) < n and not self._eof:
             self._fill()
-        data = bytes(self._out[:n])
+        with memoryview(self._out) as view:
+            data = bytes(view[:n])  # one copy
         del self._out[:n]
         return data
 
@@ -367,18 +371,23 @@ class _Unzstd:
         return len(data)
 
     def _fill(self) -> None:
-        chunk = self._raw.read(1 << 20)
-        if not chunk:
-            self._eof = True
-            if self._fed:
-                raise _ZstdTruncated("the last frame ends early")
-            return
-        while chunk:
-            self._out += self._d.decompress(chunk)
+        """Decompress the next ``ZSTD_FEED_BYTES`` of input: small pieces, so what one call returns stays small even
+        for data that compresses 100x (a system prompt repeated on every row)."""
+        if self._at >= len(self._input):
+            self._input, self._at = self._raw.read(ZSTD_READ_BYTES), 0
+            if not self._input:
+                self._eof = True
+                if self._fed:
+                    raise _ZstdTruncated("the last frame ends early")
+                return
+        piece = self._input[self._at:self._at + ZSTD_FEED_BYTES]
+        self._at += ZSTD_FEED_BYTES
+        while piece:
+            self._out += self._d.decompress(piece)
             self._fed = True
             if not self._d.eof:
                 break
-            chunk = self._d.unused_data
+            piece = self._d.unused_data
             self._d = self._new()
             self._fed = False
 

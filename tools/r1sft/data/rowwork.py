@@ -38,6 +38,7 @@ class WorkSpec:
     field_map: dict
     keys: bool  # compute prompt keys (dedupe or --max-per-prompt)
     near: bool  # compute MinHash band keys
+    lengths: bool = False  # measure answers (--max-per-prompt)
 
 
 class ChunkResult(NamedTuple):
@@ -56,6 +57,7 @@ class ChunkResult(NamedTuple):
     keys: array | None  # per converted row: prompt key
     bands: array | None  # near-dedupe band keys of the converted rows, concatenated
     band_counts: bytes | None  # per converted row: how many of them
+    lengths: array | None  # per converted row: characters of its rendered answers (--max-per-prompt)
 
 
 class _TooLong(RowRejected):
@@ -89,7 +91,8 @@ class _Converter:
         return any(cols <= keys for cols in self.column_sets)
 
     def convert(self, data: dict):
-        """(line, n_tokens, flags, prompt key, band keys), or ``RowRejected``; a reject past the system policy step
+        """(line, n_tokens, flags, prompt key, band keys, answer length), or ``RowRejected``; a reject past the system
+        policy step
         carries ``flags`` (the R1 prompt counts rows converted before the hygiene filters)."""
         if self.quality is not None:
             self.quality.check(data)
@@ -130,7 +133,7 @@ class _Converter:
                 raise _TooLong(n_tokens, self.max_tokens)
         key = prompt_key(prompts) if self.keys else None
         bands = self.near.keys(prompts, key) if self.near is not None else None
-        return line, n_tokens, flags, key, bands
+        return line, n_tokens, flags, key, bands, sum(map(len, turns[1::2]))
 
 
 class RowWorker:
@@ -157,6 +160,7 @@ class RowWorker:
         tokens = array("q") if self.counts else None
         keys = array("Q") if self.spec.keys else None
         bands, band_counts = (array("Q"), bytearray()) if self.spec.near else (None, None)
+        lengths = array("q") if self.spec.lengths else None
         end = 0
         for i, (data, error, detail, line) in enumerate(chunk_rows(chunk)):
             if lines is not None:
@@ -172,7 +176,7 @@ class RowWorker:
             if not conv.has_columns(data):
                 missing[i] = (conv.source.missing_columns(data), list(data))
             try:
-                text, n_tokens, row_flags, key, row_bands = conv.convert(data)
+                text, n_tokens, row_flags, key, row_bands, length = conv.convert(data)
             except RowRejected as exc:
                 status.append(REJECTED)
                 rejects.append((exc.reason, exc.detail, getattr(exc, "n_tokens", None), getattr(exc, "flags", None)))
@@ -195,8 +199,11 @@ class RowWorker:
             if bands is not None:
                 bands.extend(row_bands)
                 band_counts.append(len(row_bands))
+            if lengths is not None:
+                lengths.append(length)
         return ChunkResult(len(status), lines, bytes(status), rejects, missing, b"".join(pieces), ends,
-                           bytes(flags), tokens, keys, bands, bytes(band_counts) if band_counts is not None else None)
+                           bytes(flags), tokens, keys, bands, bytes(band_counts) if band_counts is not None else None,
+                           lengths)
 
 
 def _unwritable(exc: TypeError) -> tuple[str, str]:
