@@ -99,13 +99,16 @@ def _synthetic(tmp_path, n: int = 1500):
 
 
 @pytest.mark.parametrize("options", [
+    {},
+    {"tokenizer": "tiny-qwen3", "max_tokens": 120},
     {"dedupe": "near"},
     {"dedupe": "near", "max_per_prompt": 2},
     {"dedupe": "exact", "max_per_prompt": 1},
     {"limit": 300},
     {"limit": 300, "seed": 5},
-], ids=["near", "near-cap2", "exact-cap1", "limit", "sample"])
-def test_many_chunks_and_three_shapes_same_bytes_for_1_2_and_3_workers(tmp_path, monkeypatch, options):
+], ids=["plain", "max-tokens", "near", "near-cap2", "exact-cap1", "limit", "sample"])
+def test_many_chunks_and_three_shapes_same_bytes_for_1_2_and_3_workers(tmp_path, monkeypatch, tiny_model, options):
+    tiny_model("tiny-qwen3")  # built here, not by two workers at once
     monkeypatch.setattr(readers, "BLOCK_BYTES", 20_000)
     monkeypatch.setattr(readers, "CHUNK_ROWS", 64)
     monkeypatch.setattr(readers, "PARQUET_BATCH_ROWS", 32)
@@ -125,6 +128,8 @@ def test_many_chunks_and_three_shapes_same_bytes_for_1_2_and_3_workers(tmp_path,
         assert one.dedupe["bytes"] > 0 and one.dedupe["index"]["prompts"] > 0
     if options.get("max_per_prompt"):
         assert one.dropped["max_per_prompt"] > 0 and "duplicate" not in one.dropped
+    if options.get("max_tokens"):
+        assert one.dropped["too_long"] > 0 and one.tokens["rows"] == one.rows_out
 
 
 def test_mixing_parts_with_workers_counts_each_part(tmp_path, small_chunks):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -43,6 +44,7 @@ from r1sft.errors import R1sftError
 
 __all__ = ["ConvertOptions", "convert", "convert_many"]
 
+_NOT_CONVERTED = re.compile(b"[^\\x00]")  # ChunkResult.status of a row that is not CONVERTED
 MAX_LEADING_COLUMN_MISSES = 20  # rows in a row without the columns before the file counts as wrong
 PARALLEL_MIN_BYTES = 64 << 20  # by default, smaller inputs are converted in this process: starting workers costs more
 
@@ -197,6 +199,7 @@ class _InputState:
         self.inp = inp
         self.label = inp.label
         self.rows = 0
+        self.line_base = 0  # lines of the chunks before (JSONL): a chunk's line numbers count from its first line
         self.checked = checked  # some row had the source's columns (or the parquet schema has them)
         self.first_miss = None  # (row, columns present) of the first row without them
         self.misses_before = misses_before
@@ -217,6 +220,8 @@ class _Conversion:
         self.cap = PromptCap(opts.max_per_prompt) if opts.max_per_prompt else None
         self.lengths = LengthReport(opts.tokenizer, opts.max_tokens) if opts.tokenizer else None
         self.sample = SeededSample(opts.limit, opts.seed) if opts.limit and opts.seed is not None else None
+        # every converted row is written as it comes: nothing depends on the rows before
+        self.streaming = self.index is None and self.cap is None and opts.limit is None
         self.keeps_stratos_markup = False  # --think keep wrote Stratos tags: record their special tokens
         self.system_counts: Counter = Counter()
         self.r1_counts: Counter = Counter()  # written rows that carried the R1 prompt, per byte variant
@@ -357,26 +362,27 @@ class _Conversion:
     def _consume(self, result: ChunkResult) -> None:
         """The rows of one chunk: bookkeeping, the file-level checks, then what depends on earlier rows."""
         state = self.state
+        if self.streaming and state.checked and (state.jsonl is None or state.jsonl.parsed or result.lines is None):
+            self._consume_whole(result)
+            return
         stats = self.stats
         part = self.parts[state.part]
-        lines, status, ends = result.lines, result.status, result.ends
+        lines, status, out = result.lines, result.status, result.out
         rejects = iter(result.rejects)
         if lines is not None and state.jsonl is None:
             state.jsonl = JsonlCheck(state.label)
         jsonl = state.jsonl
-        blob = memoryview(result.blob)
-        j = start = band_at = 0
+        j = band_at = 0
         for i in range(result.n):
             row = state.rows
             state.rows += 1
             ordinal = stats.rows_in
             stats.rows_in += 1
             part["rows_in"] += 1
-            line = lines[i] if lines is not None else None
+            line = lines[i] + state.line_base if lines is not None else None
             s = status[i]
             if s == CONVERTED:
-                end = ends[j]
-                text, start = blob[start:end], end
+                text = out[j]
                 bands = None
                 if result.bands is not None:
                     count = result.band_counts[j]
@@ -396,6 +402,40 @@ class _Conversion:
                 self._rejected(row, line, outcome)
                 continue
             self._converted(result, converted, text, bands, ordinal, row, line)
+        state.line_base += result.n_lines
+
+    def _consume_whole(self, result: ChunkResult) -> None:
+        """A chunk whose every converted row is written (no filter depends on earlier rows, the file checks are
+        done): its converted lines go out as the one block they came in, counted in bulk; only rejects are looked
+        at one by one."""
+        state, stats = self.state, self.stats
+        part = self.parts[state.part]
+        first_row = state.rows
+        state.rows += result.n
+        stats.rows_in += result.n
+        part["rows_in"] += result.n
+        if result.rejects:
+            status, lines, rejects = result.status, result.lines, iter(result.rejects)
+            for found in _NOT_CONVERTED.finditer(status):
+                i = found.start()
+                outcome = next(rejects)
+                line = lines[i] + state.line_base if lines is not None else None
+                if status[i] == UNREADABLE:
+                    self._reject(state.label, first_row + i, line, outcome[0], outcome[1])
+                else:
+                    self._rejected(first_row + i, line, outcome)
+        converted = len(result.out)
+        if converted:
+            for flags, count in Counter(result.flags).items():
+                self._count_written(flags, count)
+                if flags >> 2 & 3:
+                    self.r1_seen[VARIANTS[flags >> 2 & 3]] += count
+            stats.rows_out += converted
+            part["rows_out"] += converted
+            if result.tokens is not None:
+                self.lengths.kept.extend(result.tokens)
+            self.out.write_lines(result.out)
+        state.line_base += result.n_lines
 
     def _missing_columns(self, result: ChunkResult, i: int, row: int, line: int | None) -> bool:
         """Until one row of the input has the source's columns, rows without them may mean a wrong file: counted, and
@@ -440,7 +480,7 @@ class _Conversion:
         if self.index is not None:
             self.index.add(key, bands, ordinal)
         if self.sample is not None:
-            item = (Record(state.label, row, line, None), bytes(text), n_tokens, flags, state.part)
+            item = (Record(state.label, row, line, None), text, n_tokens, flags, state.part)
             pushed = self.sample.offer(state.label, row, item)
             if pushed is not None:
                 self._reject(pushed[0].file, pushed[0].row, pushed[0].line, "not_sampled",
@@ -481,14 +521,17 @@ class _Conversion:
     def _write(self, line, n_tokens: int | None, flags: int, part: int) -> None:
         self.stats.rows_out += 1
         self.parts[part]["rows_out"] += 1
-        self.system_counts[ACTIONS[flags & 3]] += 1
-        if flags >> 2 & 3:
-            self.r1_counts[VARIANTS[flags >> 2 & 3]] += 1
-        if flags & STRATOS_KEPT:
-            self.keeps_stratos_markup = True
+        self._count_written(flags, 1)
         if n_tokens is not None:
             self.lengths.kept.append(n_tokens)
         self.out.write(line)
+
+    def _count_written(self, flags: int, count: int) -> None:
+        self.system_counts[ACTIONS[flags & 3]] += count
+        if flags >> 2 & 3:
+            self.r1_counts[VARIANTS[flags >> 2 & 3]] += count
+        if flags & STRATOS_KEPT:
+            self.keeps_stratos_markup = True
 
     def _finish_stats(self) -> None:
         stats = self.stats

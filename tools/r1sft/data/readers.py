@@ -151,27 +151,36 @@ def iter_records(inp: Input, progress, columns: list[str] | None = None, split: 
     """Rows of one input, parsed here; ``progress.update(n_bytes)`` is called per block (per row for hub datasets)."""
     check = JsonlCheck(inp.label)
     index = 0
+    line_base = 0
     for chunk in iter_chunks(inp, progress, columns, split, subset):
-        for data, error, detail, line in chunk_rows(chunk):
-            if chunk.kind == "lines" and not check.parsed:
-                check.row(error, detail, line)
+        rows, n_lines = open_chunk(chunk)
+        for data, error, detail, line in rows:
+            if line is not None:
+                line += line_base
+                if not check.parsed:
+                    check.row(error, detail, line)
             yield Record(chunk.label, index, line, data, error, detail)
             index += 1
+        line_base += n_lines
     check.end()
 
 
 class Chunk(NamedTuple):
-    """A slice of one input, in input order, small enough to send to a worker process and parse there.
+    """A slice of one input, in input order, small enough to send to a worker process and parsed there.
 
-    ``kind`` "lines": ``payload`` is whole JSONL lines (bytes), the first being line ``first_line + 1``; "arrow":
-    a list of pyarrow record batches; "records": a list of ``(data, error, detail, line)`` already parsed (JSON
-    arrays and hub rows, which are parsed in order in the main process).
+    ``kind`` "range": ``payload`` is ``(path, start, end)``, whole JSONL lines of an uncompressed file, read by whoever
+    parses them (workers read their own ranges: the main process never copies the input); "lines": whole JSONL lines
+    (bytes) of a decompressed file; "arrow": a list of pyarrow record batches; "records": a list of ``(data, error,
+    detail, line)`` already parsed (JSON arrays and hub rows, which are parsed in order in the main process). Line
+    numbers in a chunk count from its first line; the reader of the results adds the lines of the chunks before.
     """
 
     kind: str
     label: str
     payload: object
-    first_line: int = 0
+
+
+LINE_KINDS = ("range", "lines")
 
 
 def iter_chunks(inp: Input, progress, columns: list[str] | None = None, split: str = "train",
@@ -185,6 +194,7 @@ def iter_chunks(inp: Input, progress, columns: list[str] | None = None, split: s
         return
     with _open_data(inp, progress) as f:
         head = f.read(SNIFF_BYTES)
+        compressed = f.kind is not None
     if head.startswith(b"PAR1"):
         yield from _parquet_chunks(inp, progress, columns)
         return
@@ -193,21 +203,33 @@ def iter_chunks(inp: Input, progress, columns: list[str] | None = None, split: s
     if first == b"[" and inp.kind != "jsonl":
         yield from _record_chunks(inp.label, _iter_json_array(inp, progress))
     elif first in (b"{", b"") or inp.kind == "jsonl":
-        yield from _line_chunks(inp, progress)
+        yield from (_line_chunks(inp, progress) if compressed else _range_chunks(inp, progress))
     else:
         raise R1sftError(f"{inp.label}: not JSONL, a JSON array or parquet (starts with {head[:20]!r})")
 
 
-def chunk_rows(chunk: Chunk) -> Iterator[tuple[dict | None, str | None, str, int | None]]:
-    """``(data, error, detail, line)`` per row of a chunk: what a worker process parses."""
-    if chunk.kind == "lines":
-        yield from _parse_lines(chunk.payload, chunk.first_line)
-    elif chunk.kind == "arrow":
-        for batch in chunk.payload:
-            for data in batch.to_pylist():
-                yield data, None, "", None
-    else:
-        yield from chunk.payload
+def open_chunk(chunk: Chunk) -> tuple[Iterator[tuple[dict | None, str | None, str, int | None]], int]:
+    """``(data, error, detail, line)`` per row of a chunk (what a worker parses), and how many lines it spans."""
+    if chunk.kind in LINE_KINDS:
+        data = chunk.payload if chunk.kind == "lines" else _read_range(*chunk.payload)
+        return _parse_lines(data), data.count(b"\n")
+    if chunk.kind == "arrow":
+        return (row for batch in chunk.payload for row in _batch_rows(batch)), 0
+    return iter(chunk.payload), 0
+
+
+def _batch_rows(batch):
+    for data in batch.to_pylist():
+        yield data, None, "", None
+
+
+def _read_range(path: str, start: int, end: int) -> bytes:
+    with open(path, "rb") as f:
+        data = os.pread(f.fileno(), end - start, start)
+    if len(data) != end - start:
+        raise R1sftError(f"{_printable(str(path))}: changed while being read (expected {end - start} bytes at "
+                         f"offset {start}, got {len(data)})")
+    return data[len(codecs.BOM_UTF8):] if start == 0 and data.startswith(codecs.BOM_UTF8) else data
 
 
 class JsonlCheck:
@@ -366,9 +388,14 @@ class _Unzstd:
         return data
 
     def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
+        n = len(buffer)
+        while len(self._out) < n and not self._eof:
+            self._fill()
+        n = min(n, len(self._out))
+        with memoryview(self._out) as view:
+            buffer[:n] = view[:n]
+        del self._out[:n]
+        return n
 
     def _fill(self) -> None:
         """Decompress the next ``ZSTD_FEED_BYTES`` of input: small pieces, so what one call returns stays small even
@@ -403,34 +430,70 @@ def _open_data(inp: Input, progress):
             f.close()
 
 
+def _range_chunks(inp: Input, progress) -> Iterator[Chunk]:
+    """Byte ranges of about ``BLOCK_BYTES``, each ending after a newline: only the bytes around each boundary are
+    read here."""
+    size = inp.path.stat().st_size
+    start = 0
+    with open(inp.path, "rb") as f:
+        while start < size:
+            end = min(start + BLOCK_BYTES, size)
+            f.seek(end)
+            while end < size:
+                piece = f.read(SNIFF_BYTES)
+                nl = piece.find(b"\n")
+                if nl >= 0:
+                    end += nl + 1
+                    break
+                end += len(piece)
+            yield Chunk("range", inp.label, (str(inp.path), start, end))
+            progress.update(end - start)
+            start = end
+
+
 def _line_chunks(inp: Input, progress) -> Iterator[Chunk]:
-    """Blocks of whole lines: each read of ``BLOCK_BYTES`` is cut after its last newline, the rest carried over."""
+    """A decompressed file in blocks of whole lines: each block of ``BLOCK_BYTES`` is cut after its last newline and
+    the rest carried into the next (the block itself is the payload: no copy of it)."""
     label = inp.label
-    first_line = 0
-    carry: list[bytes] = []
+    carry = b""
     with _open_data(inp, progress) as f:
         while True:
-            block = f.read(BLOCK_BYTES)
-            f.update(len(block))
-            if not block:
+            buf = bytearray(len(carry) + BLOCK_BYTES)
+            buf[:len(carry)] = carry
+            with memoryview(buf) as view:
+                n = _read_full(f, view[len(carry):])
+            f.update(n)
+            if not n:
                 break
-            end = block.rfind(b"\n") + 1
+            total = len(carry) + n
+            end = buf.rfind(b"\n", 0, total) + 1
             if not end:
-                carry.append(block)
+                carry = bytes(buf[:total])
                 continue
-            payload = b"".join([*carry, block[:end]]) if carry else block[:end]
-            carry = [block[end:]] if end < len(block) else []
-            yield Chunk("lines", label, payload, first_line)
-            first_line += payload.count(b"\n")
+            carry = bytes(buf[end:total])
+            del buf[end:]
+            yield Chunk("lines", label, buf)
     if carry:
-        yield Chunk("lines", label, b"".join(carry), first_line)
+        yield Chunk("lines", label, carry)
 
 
-def _parse_lines(block: bytes, first_line: int):
-    """Lines are found with ``bytes.find`` and handed to orjson as zero-copy memoryview slices of the block."""
+def _read_full(f, view) -> int:
+    """``readinto`` until ``view`` is full or the stream ends (decompressors return what one step gave)."""
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _parse_lines(block: bytes):
+    """Lines are found with ``bytes.find`` and handed to orjson as zero-copy memoryview slices of the block; line
+    numbers count from the block's first line (1)."""
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
-    line_no = first_line
+    line_no = 0
     pos, end = 0, len(block)
     with memoryview(block) as view:
         while pos < end:

@@ -17,7 +17,7 @@ import orjson
 
 from r1sft.data.conversation import RowRejected
 from r1sft.data.hygiene import Decontaminator, NearHasher, QualityFilter, prompt_key
-from r1sft.data.readers import Chunk, chunk_rows
+from r1sft.data.readers import LINE_KINDS, Chunk, open_chunk
 from r1sft.data.reasoning import BEGIN_THOUGHT, render_reply
 from r1sft.data.rowformat import converted_row
 from r1sft.data.sources import get_source
@@ -46,12 +46,12 @@ class ChunkResult(NamedTuple):
     costs little. Rows are in input order; ``status`` says per row which list holds it."""
 
     n: int
-    lines: array | None  # JSONL line number per row (others: None)
+    n_lines: int  # lines the chunk spans (JSONL), for the line numbers of the next chunk
+    lines: array | None  # JSONL line number per row, counted from the chunk's first line (others: None)
     status: bytes  # CONVERTED / REJECTED / UNREADABLE per row
     rejects: list  # per row not converted: (reason, detail, n_tokens or None, flags or None)
     missing: dict  # row index -> (missing columns, present columns), for rows without the source's columns
-    blob: bytes  # the converted rows' output lines, concatenated
-    ends: array  # per converted row: end offset of its line in blob
+    out: list[bytes]  # per converted row: its output line
     flags: bytes  # per converted row: system action | R1 prompt variant << 2 | STRATOS_KEPT
     tokens: array | None  # per converted row (with --tokenizer)
     keys: array | None  # per converted row: prompt key
@@ -154,15 +154,15 @@ class RowWorker:
     def run(self, part: int, chunk: Chunk) -> ChunkResult:
         conv = self.parts[part]
         field_map = self.spec.field_map
-        lines = array("q") if chunk.kind == "lines" else None
+        lines = array("q") if chunk.kind in LINE_KINDS else None
+        rows, n_lines = open_chunk(chunk)
         status, rejects, missing = bytearray(), [], {}
-        pieces, ends, flags = [], array("q"), bytearray()
+        out, flags = [], bytearray()
         tokens = array("q") if self.counts else None
         keys = array("Q") if self.spec.keys else None
         bands, band_counts = (array("Q"), bytearray()) if self.spec.near else (None, None)
         lengths = array("q") if self.spec.lengths else None
-        end = 0
-        for i, (data, error, detail, line) in enumerate(chunk_rows(chunk)):
+        for i, (data, error, detail, line) in enumerate(rows):
             if lines is not None:
                 lines.append(line)
             if data is None:
@@ -188,9 +188,7 @@ class RowWorker:
                                 None, None))
                 continue
             status.append(CONVERTED)
-            pieces.append(text)
-            end += len(text)
-            ends.append(end)
+            out.append(text)
             flags.append(row_flags)
             if tokens is not None:
                 tokens.append(n_tokens)
@@ -201,9 +199,8 @@ class RowWorker:
                 band_counts.append(len(row_bands))
             if lengths is not None:
                 lengths.append(length)
-        return ChunkResult(len(status), lines, bytes(status), rejects, missing, b"".join(pieces), ends,
-                           bytes(flags), tokens, keys, bands, bytes(band_counts) if band_counts is not None else None,
-                           lengths)
+        return ChunkResult(len(status), n_lines, lines, bytes(status), rejects, missing, out, bytes(flags), tokens,
+                           keys, bands, bytes(band_counts) if band_counts is not None else None, lengths)
 
 
 def _unwritable(exc: TypeError) -> tuple[str, str]:

@@ -14,8 +14,7 @@ IOV_MAX = 1024  # POSIX minimum for writev's buffer count
 
 
 class LineWriter:
-    """Lines (bytes or memoryview slices of a chunk's blob) handed to the kernel with ``writev`` in 8 MB batches:
-    no joined copy in user space."""
+    """Lines handed to the kernel with ``writev`` in 8 MB batches: no joined copy in user space."""
 
     def __init__(self, handle) -> None:
         self.handle = handle
@@ -25,6 +24,12 @@ class LineWriter:
     def write(self, line) -> None:
         self.lines.append(line)
         self.size += len(line)
+        if self.size >= WRITE_BYTES:
+            self.flush()
+
+    def write_lines(self, lines: list) -> None:
+        self.lines.extend(lines)
+        self.size += sum(map(len, lines))
         if self.size >= WRITE_BYTES:
             self.flush()
 
