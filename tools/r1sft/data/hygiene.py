@@ -190,8 +190,12 @@ class PromptIndex:
 
     def check(self, key: int, bands) -> None:
         seen = self.exact.get(key)
-        if seen is not None and not self.grouped:
-            raise RowRejected("duplicate", f"same normalised prompt as {self.where(seen)}")
+        if seen is not None:
+            if not self.grouped:
+                raise RowRejected("duplicate", f"same normalised prompt as {self.where(seen)}")
+            # A kept prompt's bands all lead back to it (a prompt sharing one with a kept prompt is never kept, and
+            # setdefault never reassigns one): another answer of it cannot be a near duplicate of anything else.
+            return
         near = self.near
         if near is not None:
             for band in bands:

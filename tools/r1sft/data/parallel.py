@@ -1,7 +1,9 @@
 """Run ``RowWorker.run`` over a stream of chunks in N processes and hand the results back in input order.
 
 At most ``2 * N + 2`` chunks are in flight (read ahead, being converted, or converted and waiting for an earlier
-one), so memory is bounded by the chunk size whatever the input size. Items that are not work (markers of an input's
+one), so memory is bounded by the chunk size whatever the input size. Workers hand their converted lines back in
+files of /dev/shm (``SlotLines``), one per chunk in flight, reused, and removed at the end (a run killed with
+SIGKILL leaves its folder there: the next run removes folders of processes that no longer exist). Items that are not work (markers of an input's
 start and end, a deferred read error) pass through in their place. Workers are started with ``forkserver`` (a clean
 process, not a fork of one that may hold pyarrow's or a tokenizer's threads) without re-running the caller's main
 script in them (``_bare_main``), and ignore Ctrl-C: the main process stops the pool, which cancels what was not
@@ -12,7 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
+import shutil
 import sys
+import tempfile
 import types
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -46,11 +51,16 @@ def _pooled(items: Iterable, spec: WorkSpec, workers: int) -> Iterator:
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_process, initargs=(spec,))
     window: deque = deque()
     depth = 2 * workers + 2
+    slots = _slot_folder()
+    submitted = 0
     try:
         for item in items:
             if type(item) is Work:
+                # a result is consumed before the generator resumes: depth + 2 slots are never two chunks' at once
+                slot = f"{slots}/{submitted % (depth + 2)}" if slots else None
                 with _bare_main():  # a submit may start a worker process
-                    item = pool.submit(run_in_process, *item)
+                    item = pool.submit(run_in_process, *item, slot)
+                submitted += 1
             window.append(item)
             while len(window) > depth or (window and type(window[0]) is not Future):
                 yield _resolve(window.popleft())
@@ -60,6 +70,33 @@ def _pooled(items: Iterable, spec: WorkSpec, workers: int) -> Iterator:
         raise R1sftError(f"r1sft convert: a worker process died ({exc}); try fewer --workers") from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if slots:
+            shutil.rmtree(slots, ignore_errors=True)
+
+
+SHM = "/dev/shm"
+_SLOT_PREFIX = "r1sft-convert-"
+
+
+def _slot_folder() -> str | None:
+    """A private folder in /dev/shm for the slot files (None where there is no /dev/shm: lines come back pickled)."""
+    if not (os.path.isdir(SHM) and os.access(SHM, os.W_OK)):
+        return None
+    for name in os.listdir(SHM):  # left by runs that were killed outright
+        pid = name[len(_SLOT_PREFIX):].split("-", 1)[0]
+        if name.startswith(_SLOT_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(SHM, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{_SLOT_PREFIX}{os.getpid()}-", dir=SHM)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
 
 
 @contextlib.contextmanager

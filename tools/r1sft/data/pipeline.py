@@ -35,7 +35,16 @@ from r1sft.data.reasoning import SPECIAL_TOKENS, STRATOS_TOKENS
 from r1sft.data.registry import DATASET_INFO, check_dataset_info, folder_lock, updated_dataset_info
 from r1sft.data.report import LengthReport, RejectLog, Stats, side_files, stats_bytes
 from r1sft.data.rowformat import sharegpt_entry
-from r1sft.data.rowwork import ACTIONS, CONVERTED, STRATOS_KEPT, UNREADABLE, VARIANTS, ChunkResult, WorkSpec
+from r1sft.data.rowwork import (
+    ACTIONS,
+    CONVERTED,
+    STRATOS_KEPT,
+    UNREADABLE,
+    VARIANTS,
+    ChunkResult,
+    SlotLines,
+    WorkSpec,
+)
 from r1sft.data.sampling import SeededSample
 from r1sft.data.sources import Source, get_source, parse_field_map
 from r1sft.data.system_prompts import SystemPolicy
@@ -131,10 +140,10 @@ class _RejectLog(RejectLog):
     """The rejects file, safe for any detail: one quoting a lone surrogate from the input would make the JSON encoder
     fail, and a reject must never kill the run."""
 
-    def add(self, record, reason: str, detail: str = "") -> None:
+    def add_at(self, file: str, row: int, line: int | None, reason: str, detail: str = "") -> None:
         if not detail.isascii():
             detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")  # valid text is left as it was
-        super().add(record, reason, detail)
+        super().add_at(file, row, line, reason, detail)
 
 
 @contextlib.contextmanager
@@ -229,8 +238,12 @@ class _Conversion:
         self.starts: list[int] = []  # ordinal of each input's first row, for "file row N" from an ordinal
         self.labels: list[str] = []
         self.state: _InputState | None = None
+        self._slot_buffer: bytearray | None = None
         self.parts = [{"source": p[0], "inputs": [i.label for i in p[2]], "rows_in": 0, "rows_out": 0,
                        "dropped": Counter()} for p in plan]
+        self.several_parts = len(plan) > 1
+        k = opts.max_per_prompt
+        self.cap_detail = f"the prompt has {k} shorter or earlier answer(s) (--max-per-prompt {k})"
         self.stats = Stats(source="+".join(p[0] for p in plan), inputs=[i.label for p in plan for i in p[2]],
                            output=str(output), name=name, options=recorded_options(opts, field_map))
         self.spec = WorkSpec(sources=tuple(p[0] for p in plan), options=vars(opts).copy(), field_map=field_map,
@@ -368,11 +381,14 @@ class _Conversion:
         stats = self.stats
         part = self.parts[state.part]
         lines, status, out = result.lines, result.status, result.out
+        if type(out) is SlotLines:
+            out = self._slot_lines(out)
         rejects = iter(result.rejects)
         if lines is not None and state.jsonl is None:
             state.jsonl = JsonlCheck(state.label)
         jsonl = state.jsonl
         j = band_at = 0
+        text = None
         for i in range(result.n):
             row = state.rows
             state.rows += 1
@@ -403,6 +419,26 @@ class _Conversion:
                 continue
             self._converted(result, converted, text, bands, ordinal, row, line)
         state.line_base += result.n_lines
+        if type(result.out) is SlotLines:  # the lines are views of the slot buffer, which the next chunk reuses
+            del out, text
+            self.out.flush()
+            if self.spool is not None:
+                self.spool.writer.flush()
+
+    def _slot_lines(self, slot: SlotLines) -> list:
+        """A worker's lines, read into one buffer reused from chunk to chunk (fresh memory is what costs)."""
+        buffer = self._slot_buffer
+        if buffer is None or len(buffer) < slot.size:
+            buffer = self._slot_buffer = bytearray(slot.size + (slot.size >> 3))
+        view = memoryview(buffer)
+        with open(slot.path, "rb") as f:
+            if os.readv(f.fileno(), [view[:slot.size]]) != slot.size:
+                raise OSError(f"{slot.path}: shorter than the {slot.size} bytes a worker wrote")
+        lines, at = [], 0
+        for length in slot.lengths:
+            lines.append(view[at:at + length])
+            at += length
+        return lines
 
     def _consume_whole(self, result: ChunkResult) -> None:
         """A chunk whose every converted row is written (no filter depends on earlier rows, the file checks are
@@ -434,7 +470,10 @@ class _Conversion:
             part["rows_out"] += converted
             if result.tokens is not None:
                 self.lengths.kept.extend(result.tokens)
-            self.out.write_lines(result.out)
+            if type(result.out) is SlotLines:
+                self.out.write_file(result.out.path, result.out.size)
+            else:
+                self.out.write_lines(result.out)
         state.line_base += result.n_lines
 
     def _missing_columns(self, result: ChunkResult, i: int, row: int, line: int | None) -> bool:
@@ -480,7 +519,7 @@ class _Conversion:
         if self.index is not None:
             self.index.add(key, bands, ordinal)
         if self.sample is not None:
-            item = (Record(state.label, row, line, None), text, n_tokens, flags, state.part)
+            item = (Record(state.label, row, line, None), bytes(text), n_tokens, flags, state.part)
             pushed = self.sample.offer(state.label, row, item)
             if pushed is not None:
                 self._reject(pushed[0].file, pushed[0].row, pushed[0].line, "not_sampled",
@@ -495,26 +534,26 @@ class _Conversion:
         """--max-per-prompt: the row waits in the spool if its answer is among the K shortest of its prompt so far; a
         row it pushes out of the K is marked there and rejected now."""
         state = self.state
-        k = self.opts.max_per_prompt
-        ref = (self.spool.count, state.label, row, line, state.part)  # the spool index it will get
+        spool = self.spool
+        ref = (spool.count, state.label, row, line, state.part)  # the spool index it will get
         kept, pushed_out = self.cap.offer(key, length, ordinal, ref)
         if not kept:
-            self._reject(state.label, row, line, "max_per_prompt",
-                         f"the prompt has {k} shorter or earlier answer(s) (--max-per-prompt {k})")
+            self._reject(state.label, row, line, "max_per_prompt", self.cap_detail)
             return
         if self.index is not None:
             self.index.add(key, bands, ordinal)
         if pushed_out is not None:
             index, label, old_row, old_line, old_part = pushed_out
-            self.spool.drop(index)
+            spool.drop(index)
             self._reject(label, old_row, old_line, "max_per_prompt",
                          f"pushed out by a shorter answer of the same prompt, {state.label} row {row} "
-                         f"(--max-per-prompt {k})", old_part)
-        self.spool.add(text, n_tokens, flags, state.part)
+                         f"(--max-per-prompt {self.opts.max_per_prompt})", old_part)
+        spool.add(text, n_tokens, flags, state.part)
 
     def _reject(self, label: str, row: int, line: int | None, reason: str, detail: str, part: int | None = None):
-        self.rejects.add(Record(label, row, line, None), reason, detail)
-        self.parts[self.state.part if part is None else part]["dropped"][reason] += 1
+        self.rejects.add_at(label, row, line, reason, detail)
+        if self.several_parts:  # one part: its counts are the run's (Stats.dropped)
+            self.parts[self.state.part if part is None else part]["dropped"][reason] += 1
 
     # -- output --------------------------------------------------------------------------------------------------------
 

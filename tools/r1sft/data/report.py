@@ -94,10 +94,13 @@ class RejectLog:
         self.buffer: list[bytes] = []
 
     def add(self, record: Record, reason: str, detail: str = "") -> None:
+        self.add_at(record.file, record.row, record.line, reason, detail)
+
+    def add_at(self, file: str, row: int, line: int | None, reason: str, detail: str = "") -> None:
         self.dropped[reason] += 1
-        entry = {"file": record.file, "row": record.row}
-        if record.line is not None:
-            entry["line"] = record.line
+        entry = {"file": file, "row": row}
+        if line is not None:
+            entry["line"] = line
         entry["reason"] = reason
         if detail:
             entry["detail"] = detail
