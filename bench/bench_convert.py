@@ -1,4 +1,4 @@
-"""Benchmark ``r1sft convert``: against the ``datasets`` path the seeds use, and at OpenThoughts3's scale per worker count.
+"""Benchmark ``r1sft convert``: against the ``datasets`` path the seeds use, and at OpenThoughts3's scale.
 
     .venv/bin/python bench/bench_convert.py [--case all|bespoke|ot3] [--size-mb 300] [--ot3-rows 1000000]
                                             [--json OUT.json] [--skip-baseline]
@@ -224,7 +224,8 @@ def child(path_name: str, src: str, out: str, extra: str, result_file: str) -> N
     me = os.getpid()
     others = [(name, hwm, cpu) for pid, (name, hwm, cpu) in monitor.peaks.items() if pid != me]
     report.update(seconds=seconds, peak_rss_mb=peak_kb * 1024 / 1e6, output_bytes=Path(out).stat().st_size,
-                  other_rss_mb=sum(hwm for _, hwm, _ in others), worker_rss_mb=max((h for _, h, _ in others), default=0),
+                  other_rss_mb=sum(hwm for _, hwm, _ in others),
+                  worker_rss_mb=max((hwm for _, hwm, _ in others), default=0),
                   cpu_s=monitor.peaks.get(me, ("", 0, 0))[2] + sum(cpu for _, _, cpu in others))
     report["total_rss_mb"] = report["peak_rss_mb"] + report["other_rss_mb"]
     Path(result_file).write_text(json.dumps(report))

@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="nemotron: the 'detailed thinking on/off' system prompt (default: drop; keep for a model "
                         "trained to toggle its reasoning)")
     g.add_argument("--mode", metavar="cot|tir|genselect",
-                   help="openmath-reasoning: inference mode whose rows to keep and whose prompt to build (default: cot)")
+                   help="openmath-reasoning: inference mode whose rows to keep and whose prompt to build "
+                        "(default: cot)")
     g.add_argument("--min-pass-rate", type=float, metavar="X",
                    help="openmath-reasoning: keep rows with pass_rate_72b_tir >= X (drops 'n/a')")
     g.add_argument("--drop-proofs", action="store_true", default=None,

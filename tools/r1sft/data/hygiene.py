@@ -2,8 +2,8 @@
 
 All filters look at the prompt side (the user turns) after normalisation: lower-cased, whitespace collapsed. Near
 dedupe and decontamination also drop the fixed instructions some datasets put before every problem (``BOILERPLATE``):
-they are not the problem, and on a short problem they are most of its words. Memory is an 8-byte key per kept row
-(exact), plus 8 band keys per kept row (near), and is reported in OUT.stats.json (``dedupe``). What is pure (keys of
+they are not the problem, and on a short problem they are most of its words. Memory is a dict entry per kept prompt
+(exact), plus 8 band keys per kept prompt (near), and is reported in OUT.stats.json (``dedupe``). What is pure (keys of
 a row's prompts) is computed where the row is converted, possibly in a worker process; what depends on the rows
 before (``PromptIndex``, ``PromptCap``) runs in the main process, in input order.
 """
@@ -223,8 +223,9 @@ class PromptIndex:
 
 class PromptCap:
     """``--max-per-prompt K``: of the rows of one prompt key, the K with the shortest answers (characters of the
-    rendered assistant turns) are kept, earlier ones first among equal lengths. Bounded memory: per prompt a heap of at most K small entries; a row that cannot make
-    the K is refused at once, a kept one pushed out later is handed back to be dropped."""
+    rendered assistant turns) are kept, earlier ones first among equal lengths. Bounded memory: per prompt a heap of
+    at most K small entries; a row that cannot make the K is refused at once, a kept one pushed out later is handed
+    back to be dropped."""
 
     def __init__(self, k: int) -> None:
         self.k = k

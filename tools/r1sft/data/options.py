@@ -59,7 +59,8 @@ def check_options(opts: ConvertOptions, source_names: list[str]) -> None:
     if opts.limit is not None and opts.limit <= 0:
         raise R1sftError("--limit must be positive")
     if opts.max_per_prompt is not None:
-        if isinstance(opts.max_per_prompt, bool) or not isinstance(opts.max_per_prompt, int) or opts.max_per_prompt <= 0:
+        k = opts.max_per_prompt
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
             raise R1sftError(f"--max-per-prompt {opts.max_per_prompt!r}: expected a positive number of answers")
         if opts.limit is not None:
             raise R1sftError("--max-per-prompt cannot be combined with --limit (which answers survive the cap is "

@@ -3,11 +3,11 @@
 At most ``2 * N + 2`` chunks are in flight (read ahead, being converted, or converted and waiting for an earlier
 one), so memory is bounded by the chunk size whatever the input size. Workers hand their converted lines back in
 files of /dev/shm (``SlotLines``), one per chunk in flight, reused, and removed at the end (a run killed with
-SIGKILL leaves its folder there: the next run removes folders of processes that no longer exist). Items that are not work (markers of an input's
-start and end, a deferred read error) pass through in their place. Workers are started with ``forkserver`` (a clean
-process, not a fork of one that may hold pyarrow's or a tokenizer's threads) without re-running the caller's main
-script in them (``_bare_main``), and ignore Ctrl-C: the main process stops the pool, which cancels what was not
-started, and cleans up its temp files.
+SIGKILL leaves its folder there: the next run removes folders of processes that no longer exist). Items that are not
+work (markers of an input's start and end, a deferred read error) pass through in their place. Workers are started
+with ``forkserver`` (a clean process, not a fork of one that may hold pyarrow's or a tokenizer's threads) without
+re-running the caller's main script in them (``_bare_main``), and ignore Ctrl-C: the main process stops the pool,
+which cancels what was not started, and cleans up its temp files.
 """
 
 from __future__ import annotations

@@ -115,7 +115,8 @@ def _is_data_file(path: Path) -> bool:
     name = path.name
     if name == "dataset_info.json" or name.endswith(SIDE_FILE_ENDINGS):
         return False
-    return path.suffix in DATA_SUFFIXES or (path.suffix in COMPRESSED_SUFFIXES and Path(path.stem).suffix in GZIP_SUFFIXES)
+    return path.suffix in DATA_SUFFIXES or (path.suffix in COMPRESSED_SUFFIXES
+                                            and Path(path.stem).suffix in GZIP_SUFFIXES)
 
 
 def _absolute(path: str | os.PathLike) -> Path:
