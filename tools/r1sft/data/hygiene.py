@@ -269,10 +269,14 @@ class Decontaminator:
     """Word 8-gram overlap with benchmark problems (lower-cased, whitespace-normalised), as open-r1 and s1 do.
 
     Both sides are compared as ``problem_text`` (boilerplate instructions removed). Problems shorter than 8 words cannot
-    share an 8-gram; they match a prompt whose whole problem text equals theirs.
+    share an 8-gram; they match a prompt whose whole problem text equals theirs. The verdict on a prompt is remembered
+    (by ``prompt_key``, for 65,536 prompts): OpenThoughts3 asks 16 times about each.
     """
 
+    CACHE = 1 << 16
+
     def __init__(self, files: list[str]) -> None:
+        self.verdicts: dict[int, str] = {}  # prompt key -> "" (clean) or the reject detail
         self.ngrams: dict[int, str] = {}
         self.short: dict[int, str] = {}
         self.problems = 0
@@ -287,7 +291,23 @@ class Decontaminator:
                 for i in range(len(words) - NGRAM + 1):
                     self.ngrams.setdefault(hash(" ".join(words[i:i + NGRAM])), name)
 
-    def check(self, prompts: list[str]) -> None:
+    def check(self, prompts: list[str], key: int | None = None) -> None:
+        if key is None:
+            return self._check(prompts)
+        verdict = self.verdicts.get(key)
+        if verdict is None:
+            try:
+                self._check(prompts)
+                verdict = ""
+            except RowRejected as exc:
+                verdict = exc.detail
+            if len(self.verdicts) >= self.CACHE:
+                self.verdicts.pop(next(iter(self.verdicts)))
+            self.verdicts[key] = verdict
+        if verdict:
+            raise RowRejected("contaminated", verdict)
+
+    def _check(self, prompts: list[str]) -> None:
         ngrams = self.ngrams
         for prompt in prompts:
             words = problem_text(prompt).split()

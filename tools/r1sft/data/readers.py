@@ -154,7 +154,7 @@ def iter_records(inp: Input, progress, columns: list[str] | None = None, split: 
     index = 0
     line_base = 0
     for chunk in iter_chunks(inp, progress, columns, split, subset):
-        rows, n_lines = open_chunk(chunk)
+        rows, span = open_chunk(chunk)
         for data, error, detail, line in rows:
             if line is not None:
                 line += line_base
@@ -162,7 +162,7 @@ def iter_records(inp: Input, progress, columns: list[str] | None = None, split: 
                     check.row(error, detail, line)
             yield Record(chunk.label, index, line, data, error, detail)
             index += 1
-        line_base += n_lines
+        line_base += span[0]
     check.end()
 
 
@@ -209,14 +209,16 @@ def iter_chunks(inp: Input, progress, columns: list[str] | None = None, split: s
         raise R1sftError(f"{inp.label}: not JSONL, a JSON array or parquet (starts with {head[:20]!r})")
 
 
-def open_chunk(chunk: Chunk) -> tuple[Iterator[tuple[dict | None, str | None, str, int | None]], int]:
-    """``(data, error, detail, line)`` per row of a chunk (what a worker parses), and how many lines it spans."""
+def open_chunk(chunk: Chunk) -> tuple[Iterator[tuple[dict | None, str | None, str, int | None]], list[int]]:
+    """``(data, error, detail, line)`` per row of a chunk (what a worker parses), and ``[lines]``: how many lines the
+    chunk spans, set once the rows have all been read."""
+    span = [0]
     if chunk.kind in LINE_KINDS:
         data = chunk.payload if chunk.kind == "lines" else _read_range(*chunk.payload)
-        return _parse_lines(data), data.count(b"\n")
+        return _parse_lines(data, span), span
     if chunk.kind == "arrow":
-        return (row for batch in chunk.payload for row in _batch_rows(batch)), 0
-    return iter(chunk.payload), 0
+        return (row for batch in chunk.payload for row in _batch_rows(batch)), span
+    return iter(chunk.payload), span
 
 
 def _batch_rows(batch):
@@ -489,9 +491,9 @@ def _read_full(f, view) -> int:
     return got
 
 
-def _parse_lines(block: bytes):
+def _parse_lines(block: bytes, span: list[int]):
     """Lines are found with ``bytes.find`` and handed to orjson as zero-copy memoryview slices of the block; line
-    numbers count from the block's first line (1)."""
+    numbers count from the block's first line (1); ``span[0]`` is set to the number of lines at the end."""
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
     line_no = 0
@@ -515,6 +517,7 @@ def _parse_lines(block: bytes):
                 yield data, None, "", line_no
             else:
                 yield None, "wrong_type", f"line holds a JSON {type(data).__name__}, expected an object", line_no
+    span[0] = line_no
 
 
 def _iter_json_array(inp: Input, progress) -> Iterator[Record]:

@@ -139,14 +139,14 @@ class _Converter:
         if think == "keep" and any(BEGIN_THOUGHT in t for t in turns[1::2]):
             flags |= STRATOS_KEPT
         prompts = conversation.prompts()
+        key = prompt_key(prompts) if self.keys or self.decontaminator is not None else None
         if self.decontaminator is not None:
-            self.decontaminator.check(prompts)
+            self.decontaminator.check(prompts, key)
         n_tokens = None
         if self.counter is not None:
             n_tokens = self.counter.count(system, turns)
             if self.max_tokens is not None and n_tokens > self.max_tokens:
                 raise _TooLong(n_tokens, self.max_tokens)
-        key = prompt_key(prompts) if self.keys else None
         bands = self.near.keys(prompts, key) if self.near is not None else None
         return line, n_tokens, flags, key, bands, sum(map(len, turns[1::2]))
 
@@ -170,7 +170,7 @@ class RowWorker:
         conv = self.parts[part]
         field_map = self.spec.field_map
         lines = array("q") if chunk.kind in LINE_KINDS else None
-        rows, n_lines = open_chunk(chunk)
+        rows, span = open_chunk(chunk)
         status, rejects, missing = bytearray(), [], {}
         out, flags = [], bytearray()
         tokens = array("q") if self.counts else None
@@ -214,7 +214,7 @@ class RowWorker:
                 band_counts.append(len(row_bands))
             if lengths is not None:
                 lengths.append(length)
-        return ChunkResult(len(status), n_lines, lines, bytes(status), rejects, missing, out, bytes(flags), tokens,
+        return ChunkResult(len(status), span[0], lines, bytes(status), rejects, missing, out, bytes(flags), tokens,
                            keys, bands, bytes(band_counts) if band_counts is not None else None, lengths)
 
 
