@@ -92,19 +92,31 @@ class RejectLog:
         self.handle = handle
         self.dropped = stats.dropped
         self.buffer: list[bytes] = []
+        self._json: dict[str, bytes] = {}  # file names, reasons and repeated details, JSON-encoded once
 
     def add(self, record: Record, reason: str, detail: str = "") -> None:
         self.add_at(record.file, record.row, record.line, reason, detail)
 
     def add_at(self, file: str, row: int, line: int | None, reason: str, detail: str = "") -> None:
+        """The line orjson would write for ``{"file", "row", "line", "reason", "detail"}``, put together from parts
+        encoded once: a dataset capped per prompt rejects most of its rows."""
         self.dropped[reason] += 1
-        entry = {"file": file, "row": row}
-        if line is not None:
-            entry["line"] = line
-        entry["reason"] = reason
+        encoded = self._json
+        f = encoded.get(file) or encoded.setdefault(file, orjson.dumps(file))
+        r = encoded.get(reason) or encoded.setdefault(reason, orjson.dumps(reason))
         if detail:
-            entry["detail"] = detail
-        self.buffer.append(orjson.dumps(entry))
+            d = encoded.get(detail)
+            if d is None:
+                d = orjson.dumps(detail)
+                if len(encoded) < 4096:  # details that name a row are all different: do not keep those
+                    encoded[detail] = d
+            tail = b',"reason":%b,"detail":%b}' % (r, d)
+        else:
+            tail = b',"reason":%b}' % r
+        if line is None:
+            self.buffer.append(b'{"file":%b,"row":%d%b' % (f, row, tail))
+        else:
+            self.buffer.append(b'{"file":%b,"row":%d,"line":%d%b' % (f, row, line, tail))
         if len(self.buffer) >= 4096:
             self.flush()
 
