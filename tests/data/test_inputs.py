@@ -156,9 +156,16 @@ def test_truncated_gzip_is_a_file_error(tmp_path):
 
 
 def test_other_compressions_are_named(tmp_path):
+    src = tmp_path / "sky.jsonl.bz2"
+    src.write_bytes(b"BZh9" + bytes(range(256)))
+    with pytest.raises(R1sftError, match=r"sky\.jsonl\.bz2: bzip2-compressed.*bunzip2"):
+        convert("sky-t1", src, tmp_path / "o.jsonl", progress=False)
+
+
+def test_corrupt_zstd_is_a_file_error(tmp_path):
     src = tmp_path / "sky.jsonl.zst"
     src.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(range(256)))
-    with pytest.raises(R1sftError, match=r"sky\.jsonl\.zst: zstd-compressed.*zstd -d"):
+    with pytest.raises(R1sftError, match=r"sky\.jsonl\.zst: corrupt or truncated zstd data"):
         convert("sky-t1", src, tmp_path / "o.jsonl", progress=False)
 
 

@@ -11,45 +11,15 @@ import pytest
 
 from r1sft.data import convert
 from tests.fixtures import dataset_rows as fx
+from tests.fixtures.llamafactory_loader import IGNORE_INDEX, make_loader
 
-IGNORE_INDEX = -100
-
-# source, rows, file shape, extra convert options
-CASES = [
-    ("bespoke-stratos", fx.bespoke_rows(), "parquet", {}),
-    ("sky-t1", fx.sky_t1_rows(), "json", {}),
-    ("openthoughts", fx.openthoughts_rows(), "parquet", {}),
-    ("openthoughts-metadata", fx.openthoughts_metadata_rows(), "parquet", {}),
-    ("magpie-reasoning", fx.magpie_rows(), "jsonl", {}),
-    ("magpie-reasoning", fx.magpie_conversation_rows(), "parquet", {}),
-    ("openr1-math", fx.openr1_rows(), "parquet", {}),
-    ("sharegpt", fx.sharegpt_rows(), "json", {}),
-    ("alpaca", fx.alpaca_rows(), "json", {}),
-    ("openai", fx.openai_rows(), "jsonl", {}),
-    ("custom", fx.custom_rows(), "jsonl", {"field_map": "question=instruction,answer=output"}),
-]
+CASES = fx.SOURCE_CASES
 
 
 @pytest.fixture(scope="module")
 def llamafactory(tmp_path_factory, tiny_model):
     """Load a registered dataset through LLaMA-Factory's real pipeline; imported once per module (slow import)."""
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
-
-    cache = tmp_path_factory.mktemp("lf-cache")
-
-    def load(dataset_dir: Path, name: str, preset: str = "tiny-qwen3", template: str = "qwen3", **extra):
-        model_args, data_args, training_args, _, _ = get_train_args(dict(
-            model_name_or_path=str(tiny_model(preset)), stage="sft", do_train=True, finetuning_type="lora",
-            dataset=name, dataset_dir=str(dataset_dir), template=template, cutoff_len=4096, overwrite_cache=True,
-            output_dir=str(cache / "out"), report_to="none", cache_dir=str(cache), **extra))
-        tokenizer_module = load_tokenizer(model_args)
-        tmpl = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
-        module = get_dataset(tmpl, model_args, data_args, training_args, stage="sft", **tokenizer_module)
-        return module["train_dataset"], tokenizer_module["tokenizer"]
-
-    return load
+    return make_loader(tmp_path_factory.mktemp("lf-cache"), tiny_model)
 
 
 def _convert_fixture(tmp_path: Path, source: str, rows: list[dict], shape: str, **options):

@@ -7,7 +7,7 @@ See docs/data.md for sources, options and the output format.
 """
 
 from r1sft.data.conversation import Conversation, Reply, RowRejected
-from r1sft.data.mixing import mix_recipe_keys
+from r1sft.data.mixing import mix_counts, mix_recipe_keys, registered_rows
 from r1sft.data.pipeline import ConvertOptions, convert, convert_many
 from r1sft.data.reasoning import parse_reply, render_reply
 from r1sft.data.report import Stats
@@ -26,7 +26,9 @@ __all__ = [
     "convert",
     "convert_many",
     "convert_samples",
+    "mix_counts",
     "mix_recipe_keys",
     "parse_reply",
+    "registered_rows",
     "render_reply",
 ]

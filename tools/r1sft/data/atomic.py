@@ -53,7 +53,3 @@ class AtomicFiles:
         else:
             self.abort()
 
-
-def write_atomic(path: Path, data: bytes) -> None:
-    with AtomicFiles() as files:
-        files.write_bytes(path, data)

@@ -53,6 +53,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="rename columns before converting (custom: question=instruction,answer=output)")
     p.add_argument("--require-reasoning", action=argparse.BooleanOptionalAction, default=None,
                    help="reject replies without a chain of thought (default: on for R1 sources)")
+    p.add_argument("--max-per-prompt", type=int, metavar="K",
+                   help="keep at most K answers per (normalised) prompt, the shortest first (OpenThoughts3 has ~16)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes converting rows (default: the available cores, for inputs of 64 MB or more); "
+                        "the output is the same for any N")
+    g = p.add_argument_group("source options (refused by sources that do not read them)")
+    g.add_argument("--reasoning", metavar="on|off|both", help="nemotron: rows of this reasoning mode (default: both)")
+    g.add_argument("--thinking-prompt", metavar="drop|keep",
+                   help="nemotron: the 'detailed thinking on/off' system prompt (default: drop; keep for a model "
+                        "trained to toggle its reasoning)")
+    g.add_argument("--mode", metavar="cot|tir|genselect",
+                   help="openmath-reasoning: inference mode whose rows to keep and whose prompt to build "
+                        "(default: cot)")
+    g.add_argument("--min-pass-rate", type=float, metavar="X",
+                   help="openmath-reasoning: keep rows with pass_rate_72b_tir >= X (drops 'n/a')")
+    g.add_argument("--drop-proofs", action="store_true", default=None,
+                   help="openmath-reasoning: drop problem_type converted_proof")
+    g.add_argument("--graded-only", action="store_true", default=None,
+                   help="s1k: keep only rows whose deepseek_grade is Yes")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     p.add_argument("--no-register", dest="register", action="store_false", help="do not touch dataset_info.json")
     p.set_defaults(func=run)
@@ -60,17 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import sys
+    from dataclasses import fields
 
     from r1sft.data.pipeline import ConvertOptions, convert
     from r1sft.data.samples import SAMPLE_NAME, convert_samples
     from r1sft.errors import R1sftError
 
-    options = ConvertOptions(
-        think=args.think, split_think=args.split_think, system=args.system, name=args.name, dedupe=args.dedupe,
-        decontaminate=args.decontaminate, max_tokens=args.max_tokens, tokenizer=args.tokenizer,
-        min_quality=args.min_quality, limit=args.limit, seed=args.seed, split=args.split, subset=args.subset,
-        field_map=args.field_map, require_reasoning=args.require_reasoning, progress=args.progress,
-        register=args.register)
+    options = ConvertOptions(**{f.name: getattr(args, f.name) for f in fields(ConvertOptions)})
     if args.source == SAMPLES:
         if args.inputs:
             raise R1sftError("convert samples: takes no --input (it converts data/samples/)")

@@ -13,23 +13,13 @@ import json
 import os
 from pathlib import Path
 
-from r1sft.data.atomic import write_atomic
 from r1sft.errors import R1sftError
 
 DATASET_INFO = "dataset_info.json"
 
 
-def sharegpt_entry(file_name: str, r1sft_meta: dict) -> dict:
-    """The entry for a file in r1sft's converted format (see docs/CONVENTIONS.md)."""
-    return {
-        "file_name": file_name,
-        "formatting": "sharegpt",
-        "columns": {"messages": "conversations", "system": "system"},
-        "r1sft": r1sft_meta,
-    }
-
-
 def read_dataset_info(folder: Path) -> dict:
+    """The entries of ``folder/dataset_info.json`` ({} when there is none): the one reader of that file here."""
     path = folder / DATASET_INFO
     if not path.exists():
         return {}
@@ -69,11 +59,3 @@ def updated_dataset_info(folder: Path, name: str, entry: dict) -> bytes:
     info[name] = entry
     return (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
-
-def register_dataset(folder: Path, name: str, entry: dict) -> Path:
-    """Set ``name`` to ``entry`` in ``folder/dataset_info.json``; returns the file's path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / DATASET_INFO
-    with folder_lock(folder):
-        write_atomic(path, updated_dataset_info(folder, name, entry))
-    return path

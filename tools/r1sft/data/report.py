@@ -35,6 +35,8 @@ class Stats:
     r1_system_prompt: dict = field(default_factory=dict)
     tokens: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    parts: list[dict] | None = None  # per (source, inputs) part of a run that mixes several
+    dedupe: dict | None = None  # what dedupe and --max-per-prompt hold in memory at the end
 
     @property
     def rows_dropped(self) -> int:
@@ -54,6 +56,8 @@ class Stats:
             "system_prompts": self.system_prompts,
             "r1_system_prompt": self.r1_system_prompt,
             "tokens": self.tokens,
+            **({"parts": self.parts} if self.parts else {}),
+            **({"dedupe": self.dedupe} if self.dedupe else {}),
             "warnings": self.warnings,
         }
 
@@ -69,6 +73,11 @@ class Stats:
         shown = ", ".join(f"{k} {v}" for k, v in self.system_prompts.items() if v)
         if shown:
             lines.append("  system prompts: " + shown)
+        for part in self.parts or ():
+            dropped = sum(part["dropped"].values())
+            lines.append(f"  part {part['source']}: {part['rows_in']} in, {part['rows_out']} out, {dropped} dropped")
+        if self.dedupe:
+            lines.append(f"  dedupe memory: {self.dedupe['bytes'] / 1e6:.1f} MB")
         if self.tokens:
             t = self.tokens
             lines.append(f"  tokens ({t['tokenizer']}): p50 {t['p50']}  p90 {t['p90']}  p99 {t['p99']}  max {t['max']}"
@@ -83,16 +92,31 @@ class RejectLog:
         self.handle = handle
         self.dropped = stats.dropped
         self.buffer: list[bytes] = []
+        self._json: dict[str, bytes] = {}  # file names, reasons and repeated details, JSON-encoded once
 
     def add(self, record: Record, reason: str, detail: str = "") -> None:
+        self.add_at(record.file, record.row, record.line, reason, detail)
+
+    def add_at(self, file: str, row: int, line: int | None, reason: str, detail: str = "") -> None:
+        """The line orjson would write for ``{"file", "row", "line", "reason", "detail"}``, put together from parts
+        encoded once: a dataset capped per prompt rejects most of its rows."""
         self.dropped[reason] += 1
-        entry = {"file": record.file, "row": record.row}
-        if record.line is not None:
-            entry["line"] = record.line
-        entry["reason"] = reason
+        encoded = self._json
+        f = encoded.get(file) or encoded.setdefault(file, orjson.dumps(file))
+        r = encoded.get(reason) or encoded.setdefault(reason, orjson.dumps(reason))
         if detail:
-            entry["detail"] = detail
-        self.buffer.append(orjson.dumps(entry))
+            d = encoded.get(detail)
+            if d is None:
+                d = orjson.dumps(detail)
+                if len(encoded) < 4096:  # details that name a row are all different: do not keep those
+                    encoded[detail] = d
+            tail = b',"reason":%b,"detail":%b}' % (r, d)
+        else:
+            tail = b',"reason":%b}' % r
+        if line is None:
+            self.buffer.append(b'{"file":%b,"row":%d%b' % (f, row, tail))
+        else:
+            self.buffer.append(b'{"file":%b,"row":%d,"line":%d%b' % (f, row, line, tail))
         if len(self.buffer) >= 4096:
             self.flush()
 

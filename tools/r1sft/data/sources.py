@@ -2,27 +2,22 @@
 
 A converter never does I/O and never counts anything: it returns a conversation or raises ``RowRejected(reason)``.
 Readers, hygiene filters, rendering, registration and reporting are shared (see ``pipeline.py``). Adding a dataset
-means adding one function (often reusing ``conversation_from_turns``) and one ``SOURCES`` entry.
+means adding one function (often reusing ``conversation_from_turns``) and one ``SOURCES`` entry. A source with its
+own options (``--mode`` and the like) names them in ``Source.options``; they are ``ConvertOptions`` fields declared in
+``SOURCE_OPTIONS`` and reach the function as keyword arguments, so it stays a pure function of the row.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import orjson
-
 from r1sft.data.conversation import Conversation, Reply, RowRejected
 from r1sft.data.reasoning import parse_reply
+from r1sft.data.sources_nvidia import OPENMATH_MODES, nemotron_conversation, openmath_conversation
+from r1sft.data.turns import conversation_from_turns, optional_text, prompt_text, required, text
 from r1sft.errors import R1sftError
-
-# Role names seen in the wild, mapped to the three roles a training conversation has.
-ROLE_ALIASES = {
-    "human": "user", "user": "user", "prompter": "user",
-    "gpt": "assistant", "assistant": "assistant", "model": "assistant", "bot": "assistant", "chatgpt": "assistant",
-    "system": "system",
-}
-UNSUPPORTED_ROLES = {"tool", "function", "observation", "ipython", "function_call", "tool_call"}
 
 
 @dataclass(frozen=True)
@@ -32,7 +27,8 @@ class Source:
     ``column_sets``: alternative sets of required columns (a row must have every column of at least one set);
     ``optional_columns``: read when present. ``reasoning_required``: the last reply must carry a non-empty chain of
     thought (R1-style datasets; generic formats may mix in plain answers). ``quality_column`` feeds
-    ``--min-quality``. ``hub_id``/``hub_subset``: what ``--input`` defaults to.
+    ``--min-quality``. ``hub_id``/``hub_subset``: what ``--input`` defaults to. ``options``: the ``SOURCE_OPTIONS``
+    this source's function takes as keyword arguments (given ones only: the function owns the defaults).
     """
 
     convert: Callable[[dict], Conversation]
@@ -44,6 +40,12 @@ class Source:
     hub_id: str | None = None
     hub_subset: str | None = None
     needs_field_map: bool = False
+    options: tuple[str, ...] = ()
+
+    def row_function(self, values: dict) -> Callable[[dict], Conversation]:
+        """``convert`` with this source's options from ``values`` (a ``ConvertOptions`` as a dict) bound."""
+        bound = {name: values[name] for name in self.options if values.get(name) is not None}
+        return functools.partial(self.convert, **bound) if bound else self.convert
 
     def columns(self) -> set[str]:
         return {c for cols in self.column_sets for c in cols} | set(self.optional_columns)
@@ -61,129 +63,42 @@ class Source:
         return best
 
 
-# ---- small typed accessors: wrong types are the commonest defect of scraped data -----------------------------------
+@dataclass(frozen=True)
+class SourceOption:
+    """A ``ConvertOptions`` field that only some sources read: its CLI flag and the values it accepts."""
 
-def _get(row: dict, name: str):
-    value = row.get(name)
-    if value is None:
-        raise RowRejected("missing_field", f"{name!r} is missing or null")
-    return value
-
-
-def _text(value, what: str) -> str:
-    if not isinstance(value, str):
-        raise RowRejected("wrong_type", f"{what} is {type(value).__name__}, expected a string")
-    return value
+    flag: str
+    choices: tuple = ()
+    check: Callable[[object], bool] | None = None  # for open ranges: True when the value is acceptable
+    expected: str = ""  # what ``check`` wants, for the error message
 
 
-def _optional_text(row: dict, name: str) -> str:
-    value = row.get(name)
-    if value is None:
-        return ""
-    return _text(value, name)
+def _fraction(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
-def _prompt(value, what: str) -> str:
-    text = _text(value, what)
-    if not text or text.isspace():
-        raise RowRejected("empty_prompt", f"{what} is empty")
-    return text
-
-
-def _content_text(content, what: str) -> str:
-    """OpenAI-style content: a string or a list of ``{"type": "text", "text": ...}`` parts."""
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise RowRejected("wrong_type", f"{what} has a non-text content part")
-            parts.append(part["text"])
-        return "".join(parts)
-    return _text(content, what)
-
-
-# ---- shared shapes -------------------------------------------------------------------------------------------------
-
-def conversation_from_turns(turns, system: str = "") -> Conversation:
-    """A ShareGPT/OpenAI turn list (``from``/``value`` or ``role``/``content``, any known role names) as exchanges.
-
-    A leading system turn becomes the system prompt; anything but strict user/assistant alternation ending with
-    the assistant is rejected (LLaMA-Factory would skip such a row with only a warning).
-    """
-    if isinstance(turns, str) and turns.lstrip().startswith("["):
-        # CSV exports and some hub conversions store the turn list as JSON text
-        try:
-            turns = orjson.loads(turns)
-        except orjson.JSONDecodeError:
-            raise RowRejected("wrong_type", "conversation is text that is not a JSON list of turns") from None
-    if not isinstance(turns, list):
-        raise RowRejected("wrong_type", f"conversation is {type(turns).__name__}, expected a list of turns")
-    exchanges: list[tuple[str, Reply]] = []
-    pending: str | None = None
-    aliases = ROLE_ALIASES
-    for i, turn in enumerate(turns):
-        if type(turn) is not dict:
-            raise RowRejected("wrong_type", f"turn {i} is {type(turn).__name__}, expected an object")
-        role_name = turn.get("from")
-        if role_name is not None:
-            content = turn.get("value")
-        else:
-            role_name = turn.get("role")
-            if role_name is None:
-                raise RowRejected("missing_field", f"turn {i} has neither 'from'/'value' nor 'role'/'content'")
-            content = turn.get("content")
-        role = aliases.get(role_name) if type(role_name) is str else None
-        if role is None:
-            role = _role_slow(role_name, i)
-        if type(content) is not str:
-            if content is None:
-                raise RowRejected("missing_field", f"turn {i} has no content")
-            content = _content_text(content, f"turn {i} content")
-        if role == "assistant":
-            if pending is None:
-                raise RowRejected("roles_out_of_order", f"assistant turn {i} does not follow a user turn")
-            exchanges.append((pending, parse_reply(content)))
-            pending = None
-        elif role == "user":
-            if pending is not None:
-                raise RowRejected("roles_out_of_order", f"two user turns in a row at turn {i}")
-            if not content or content.isspace():
-                raise RowRejected("empty_prompt", f"turn {i} (user) is empty")
-            pending = content
-        else:
-            if i != 0:
-                raise RowRejected("roles_out_of_order", f"system turn at position {i}")
-            system = content
-    if pending is not None:
-        raise RowRejected("roles_out_of_order", "conversation ends with a user turn")
-    if not exchanges:
-        raise RowRejected("empty_conversation", "no user/assistant exchange")
-    return Conversation(exchanges=exchanges, system=system)
-
-
-def _role_slow(role_name, i: int) -> str:
-    """Role names in other casings ("Human", "USER"), or the reason the turn's role is unusable."""
-    if isinstance(role_name, str):
-        role = ROLE_ALIASES.get(role_name.strip().lower())
-        if role is not None:
-            return role
-        if role_name.lower() in UNSUPPORTED_ROLES:
-            raise RowRejected("unsupported_role", f"turn {i} has role {role_name!r} (tool turns are not supported)")
-    raise RowRejected("unknown_role", f"turn {i} has role {role_name!r}")
+SOURCE_OPTIONS = {
+    "reasoning": SourceOption("--reasoning", ("on", "off", "both")),
+    "thinking_prompt": SourceOption("--thinking-prompt", ("drop", "keep")),
+    "mode": SourceOption("--mode", OPENMATH_MODES),
+    "min_pass_rate": SourceOption("--min-pass-rate", check=_fraction, expected="a number from 0 to 1"),
+    "drop_proofs": SourceOption("--drop-proofs", (True, False)),
+    "graded_only": SourceOption("--graded-only", (True, False)),
+}
 
 
 # ---- one converter per shape ---------------------------------------------------------------------------------------
 
 def stratos_conversation(row: dict) -> Conversation:
     """Bespoke-Stratos, Sky-T1, OpenThoughts (default): ``system`` + ``conversations`` of user/assistant turns."""
-    return conversation_from_turns(_get(row, "conversations"), system=_optional_text(row, "system"))
+    return conversation_from_turns(required(row, "conversations"), system=optional_text(row, "system"))
 
 
 def openthoughts_metadata_conversation(row: dict) -> Conversation:
     """OpenThoughts metadata config: reasoning and solution are separate plain-text columns."""
-    problem = _prompt(_get(row, "problem"), "problem")
-    reasoning = _text(_get(row, "deepseek_reasoning"), "deepseek_reasoning").strip()
-    answer = _text(_get(row, "deepseek_solution"), "deepseek_solution").strip()
+    problem = prompt_text(required(row, "problem"), "problem")
+    reasoning = text(required(row, "deepseek_reasoning"), "deepseek_reasoning").strip()
+    answer = text(required(row, "deepseek_solution"), "deepseek_solution").strip()
     if not answer:
         raise RowRejected("empty_answer", "deepseek_solution is empty")
     return Conversation(exchanges=[(problem, Reply(answer=answer, reasoning=reasoning))])
@@ -197,8 +112,8 @@ def magpie_conversation(row: dict) -> Conversation:
     instruction, response = row.get("instruction"), row.get("response")
     if (instruction is None or response is None) and row.get("conversations") is not None:
         return conversation_from_turns(row["conversations"])
-    instruction = _prompt(_get(row, "instruction"), "instruction")
-    return Conversation(exchanges=[(instruction, parse_reply(_text(_get(row, "response"), "response")))])
+    instruction = prompt_text(required(row, "instruction"), "instruction")
+    return Conversation(exchanges=[(instruction, parse_reply(text(required(row, "response"), "response")))])
 
 
 def openr1_conversation(row: dict) -> Conversation:
@@ -208,9 +123,9 @@ def openr1_conversation(row: dict) -> Conversation:
     true and ``finish_reasons[i]`` (if present) is "stop" or null. Later good generations are ignored: several
     near-identical solutions of one problem would overweight it.
     """
-    problem = _prompt(_get(row, "problem"), "problem")
-    generations = _get(row, "generations")
-    verified = _get(row, "correctness_math_verify")
+    problem = prompt_text(required(row, "problem"), "problem")
+    generations = required(row, "generations")
+    verified = required(row, "correctness_math_verify")
     complete = row.get("is_reasoning_complete")
     finish = row.get("finish_reasons")
     for name, value in (("generations", generations), ("correctness_math_verify", verified),
@@ -226,7 +141,7 @@ def openr1_conversation(row: dict) -> Conversation:
         if finish is not None and i < len(finish) and finish[i] not in (None, "stop"):
             continue
         try:
-            reply = parse_reply(_text(generation, f"generations[{i}]"))
+            reply = parse_reply(text(generation, f"generations[{i}]"))
             if not reply.reasoning:
                 raise RowRejected("no_thought_block" if reply.reasoning is None else "empty_reasoning",
                                   f"generations[{i}]")
@@ -243,20 +158,20 @@ def sharegpt_conversation(row: dict) -> Conversation:
     """Generic ShareGPT/OpenAI-ish: ``conversations`` or ``messages``, optional ``system`` column."""
     turns = row.get("conversations")
     if turns is None:
-        turns = _get(row, "messages")
-    return conversation_from_turns(turns, system=_optional_text(row, "system"))
+        turns = required(row, "messages")
+    return conversation_from_turns(turns, system=optional_text(row, "system"))
 
 
 def openai_conversation(row: dict) -> Conversation:
     """OpenAI chat format: ``messages`` of role/content, system message inside."""
-    return conversation_from_turns(_get(row, "messages"))
+    return conversation_from_turns(required(row, "messages"))
 
 
 def alpaca_conversation(row: dict) -> Conversation:
     """Alpaca: ``instruction`` (+ ``input``, joined with a newline as LLaMA-Factory does), ``output``,
     ``system``, ``history`` ([[prompt, response], ...] before this exchange)."""
-    instruction = _text(_get(row, "instruction"), "instruction")
-    extra = _optional_text(row, "input")
+    instruction = text(required(row, "instruction"), "instruction")
+    extra = optional_text(row, "input")
     prompt = instruction + "\n" + extra if instruction and extra else instruction or extra
     if not prompt.strip():
         raise RowRejected("empty_prompt", "instruction and input are empty")
@@ -267,9 +182,77 @@ def alpaca_conversation(row: dict) -> Conversation:
     for i, pair in enumerate(history):
         if not isinstance(pair, list | tuple) or len(pair) != 2:
             raise RowRejected("wrong_type", f"history[{i}] is not a [prompt, response] pair")
-        exchanges.append((_prompt(pair[0], f"history[{i}][0]"), parse_reply(_text(pair[1], f"history[{i}][1]"))))
-    exchanges.append((prompt, parse_reply(_text(_get(row, "output"), "output"))))
-    return Conversation(exchanges=exchanges, system=_optional_text(row, "system"))
+        exchanges.append((prompt_text(pair[0], f"history[{i}][0]"), parse_reply(text(pair[1], f"history[{i}][1]"))))
+    exchanges.append((prompt, parse_reply(text(required(row, "output"), "output"))))
+    return Conversation(exchanges=exchanges, system=optional_text(row, "system"))
+
+
+def am_conversation(row: dict) -> Conversation:
+    """AM-DeepSeek-R1-Distilled (``messages`` role/content) and AM-Thinking-v1 (``conversations`` from/value, optional
+    ``system``): assistant turns carry the reasoning inline (``<think>...</think>\n<answer>...</answer>``) and split
+    in ``info`` (``think_content``/``answer_content``); which is filled varies by row, see ``_am_reply``."""
+    turns = row.get("messages")
+    if turns is None:
+        turns = required(row, "conversations")
+    return conversation_from_turns(turns, system=optional_text(row, "system"), reply_of=_am_reply)
+
+
+def _am_reply(turn: dict, content: str) -> Reply:
+    """The inline text when it parses with reasoning (``<answer>`` wrapper removed); else ``info``'s two fields when
+    both are text; else the inline text as a plain answer; else the reason the inline text failed."""
+    failure = None
+    reply = None
+    if content.strip():
+        try:
+            reply = _unwrap_answer(parse_reply(content))
+            if reply.reasoning:
+                return reply
+        except RowRejected as exc:
+            failure = exc
+    info = turn.get("info")
+    if isinstance(info, dict):
+        think, answer = info.get("think_content"), info.get("answer_content")
+        if isinstance(think, str) and isinstance(answer, str) and answer.strip():
+            return _unwrap_answer(Reply(answer=answer.strip(), reasoning=think.strip()))
+    if reply is not None:
+        return reply
+    raise failure or RowRejected("empty_answer", "assistant turn is empty and info has no think/answer content")
+
+
+def _unwrap_answer(reply: Reply) -> Reply:
+    answer = reply.answer
+    if answer.startswith("<answer>") and answer.endswith("</answer>"):
+        answer = answer[len("<answer>"):-len("</answer>")].strip()
+        if not answer:
+            raise RowRejected("empty_answer", "empty <answer> block")
+    if "<answer>" in answer or "</answer>" in answer:
+        raise RowRejected("markup_in_text", "<answer> tag inside the answer")
+    return Reply(answer=answer, reasoning=reply.reasoning, verbatim=reply.verbatim)
+
+
+def s1k_conversation(row: dict, *, graded_only: bool = False) -> Conversation:
+    """s1K-1.1: ``question``, ``deepseek_thinking_trajectory`` (reasoning), ``deepseek_attempt`` (answer),
+    ``deepseek_grade`` ("Yes"/"No"); ``graded_only`` keeps the "Yes" rows. s1K 1.0's ``thinking_trajectories`` (a
+    list of one) and ``attempt`` are read when the deepseek columns are absent (ungraded)."""
+    question = prompt_text(required(row, "question"), "question")
+    if "deepseek_thinking_trajectory" in row or "deepseek_attempt" in row:
+        reasoning = text(required(row, "deepseek_thinking_trajectory"), "deepseek_thinking_trajectory")
+        answer = text(required(row, "deepseek_attempt"), "deepseek_attempt")
+        grade = row.get("deepseek_grade")
+    else:
+        trajectories = required(row, "thinking_trajectories")
+        if isinstance(trajectories, list):
+            if len(trajectories) != 1:
+                raise RowRejected("wrong_type", f"thinking_trajectories has {len(trajectories)} entries, expected 1")
+            trajectories = trajectories[0]
+        reasoning = text(trajectories, "thinking_trajectories")
+        answer = text(required(row, "attempt"), "attempt")
+        grade = None
+    if graded_only and not (isinstance(grade, str) and grade.strip().lower() == "yes"):
+        raise RowRejected("not_graded_correct", f"deepseek_grade is {grade!r} (--graded-only)")
+    if not answer.strip():
+        raise RowRejected("empty_answer", "the attempt is empty")
+    return Conversation(exchanges=[(question, Reply(answer=answer.strip(), reasoning=reasoning.strip()))])
 
 
 _STRATOS_COLUMNS = (("conversations",),)
@@ -299,6 +282,34 @@ SOURCES: dict[str, Source] = {
         "OpenR1-Math-220k / generic R1 shape (first complete, verified generation per problem)",
         optional_columns=("is_reasoning_complete", "finish_reasons"), reasoning_required=True,
         hub_id="open-r1/OpenR1-Math-220k", hub_subset="default"),
+    "openthoughts3": Source(
+        sharegpt_conversation, (("conversations",),),
+        "OpenThoughts3-1.2M and OpenThoughts2-1M (<think>; ~16 answers per question: see --max-per-prompt)",
+        optional_columns=("system",), reasoning_required=True, hub_id="open-thoughts/OpenThoughts3-1.2M"),
+    "mixture-of-thoughts": Source(
+        sharegpt_conversation, (("messages",),), "Mixture-of-Thoughts (role/content messages, <think>)",
+        reasoning_required=True, hub_id="open-r1/Mixture-of-Thoughts", hub_subset="all"),
+    "nemotron": Source(
+        nemotron_conversation, (("input", "output"),),
+        "Llama-Nemotron-Post-Training SFT splits (reasoning on/off per row; --reasoning, --thinking-prompt)",
+        optional_columns=("reasoning", "system_prompt"), options=("reasoning", "thinking_prompt"),
+        hub_id="nvidia/Llama-Nemotron-Post-Training-Dataset", hub_subset="SFT"),
+    "openmath-reasoning": Source(
+        openmath_conversation, (("problem", "generated_solution"),),
+        "OpenMathReasoning (prompt built from problem per --mode cot|tir|genselect; --min-pass-rate, --drop-proofs)",
+        optional_columns=("inference_mode", "problem_type", "pass_rate_72b_tir"),
+        options=("mode", "min_pass_rate", "drop_proofs"), hub_id="nvidia/OpenMathReasoning"),
+    "am-r1-distilled": Source(
+        am_conversation, (("messages",), ("conversations",)),
+        "AM-DeepSeek-R1-Distilled (.jsonl.zst) and AM-Thinking-v1 (<think>/<answer> inline and in info)",
+        optional_columns=("system",), reasoning_required=True, hub_id="a-m-team/AM-DeepSeek-R1-Distilled-1.4M",
+        hub_subset="am_0.9M"),
+    "s1k": Source(
+        s1k_conversation, (("question", "deepseek_thinking_trajectory", "deepseek_attempt"),
+                           ("question", "thinking_trajectories", "attempt")),
+        "s1K-1.1 (reasoning and attempt columns; --graded-only keeps deepseek_grade Yes)",
+        optional_columns=("deepseek_grade",), reasoning_required=True, options=("graded_only",),
+        hub_id="simplescaling/s1K-1.1"),
     "sharegpt": Source(
         sharegpt_conversation, (("conversations",), ("messages",)),
         "generic ShareGPT (from/value or role/content, any known role names, system turn or column)",
@@ -319,6 +330,22 @@ def get_source(name: str) -> Source:
         return SOURCES[name]
     except KeyError:
         raise R1sftError(f"unknown source {name!r}; known: {', '.join(SOURCES)}") from None
+
+
+def check_source_options(values: dict, source_names: list[str]) -> None:
+    """Refuse a source option that no source of the run reads, or a value it does not accept (one line each)."""
+    for name, option in SOURCE_OPTIONS.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        if not any(name in get_source(s).options for s in source_names):
+            owners = ", ".join(n for n, s in SOURCES.items() if name in s.options)
+            raise R1sftError(f"{option.flag}: an option of source {owners}, not of {', '.join(source_names)}")
+        if option.check is not None:
+            if not option.check(value):
+                raise R1sftError(f"{option.flag} {value!r}: expected {option.expected}")
+        elif value not in option.choices:
+            raise R1sftError(f"{option.flag} {value!r}: expected one of {', '.join(map(str, option.choices))}")
 
 
 def parse_field_map(spec: str | dict[str, str] | None) -> dict[str, str]:
