@@ -24,18 +24,9 @@ from r1sft.patches import packed_attention
 
 
 def build(preset_name: str, layers: int):
-    from benchlib.synth import model_config, shape_spec
-    from transformers import AutoModel
+    from benchlib.synth import decoder_layers
 
-    from r1sft.presets import get_preset
-
-    preset = get_preset(preset_name)
-    spec = {**shape_spec(preset.family.name, preset.shape), "layers": layers, "vocab": 256}
-    config = model_config(spec)
-    config._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = AutoModel.from_config(config, dtype=torch.bfloat16)
+    model = decoder_layers(preset_name, layers)
     model.train()
     return model
 

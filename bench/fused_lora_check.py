@@ -23,20 +23,10 @@ from r1sft.patches import fused_lora, lora_input_cast
 
 def build(preset_name: str, layers: int, adapter_dtype: torch.dtype):
     """``layers`` decoder layers of the preset's shape, every linear adapted as r1sft's LoRA recipes do."""
-    from benchlib.synth import model_config, shape_spec
+    from benchlib.synth import decoder_layers
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModel
 
-    from r1sft.presets import get_preset
-
-    preset = get_preset(preset_name)
-    # the embedding is not what is measured: a 256-token vocabulary
-    spec = {**shape_spec(preset.family.name, preset.shape), "layers": layers, "vocab": 256}
-    config = model_config(spec)
-    config._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = AutoModel.from_config(config, dtype=torch.bfloat16)
+    model = decoder_layers(preset_name, layers)
     model = get_peft_model(model, LoraConfig(r=64, lora_alpha=128, lora_dropout=0.05, target_modules="all-linear",
                                              init_lora_weights=False))
     for name, param in model.named_parameters():

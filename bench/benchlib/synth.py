@@ -52,6 +52,22 @@ def model_config(shape: dict):
     return AutoConfig.for_model(cfg.pop("model_type"), **cfg)
 
 
+def decoder_layers(preset_name: str, layers: int):
+    """``layers`` decoder layers of a preset's real shape as a bf16 base model on the GPU (random weights, seed 0,
+    SDPA attention), with a 256-token vocabulary: what the GPU checks measure is the layers, not the embedding."""
+    import torch
+    from transformers import AutoModel
+
+    from r1sft.presets import get_preset
+
+    preset = get_preset(preset_name)
+    config = model_config({**shape_spec(preset.family.name, preset.shape), "layers": layers, "vocab": 256})
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        return AutoModel.from_config(config, dtype=torch.bfloat16)
+
+
 def build_model(shape: dict, out_dir: Path, device: str = "cpu", seed: int = 0) -> Path:
     """Write a bf16 random model of ``shape`` (see ``shape_spec``) with the tiny family tokenizer to ``out_dir``
     (skipped if present)."""
