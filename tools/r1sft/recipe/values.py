@@ -129,7 +129,10 @@ def _train(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: Pat
         train["max_steps"] = int(defaults["max_steps"])
         notes.why["max_steps"] = f"a demo: {defaults['max_steps']} steps of {inputs.global_batch} samples (wins over epochs)"
     train["lr_scheduler_type"] = str(defaults["scheduler"])
-    train["warmup_ratio"] = float(defaults["warmup_ratio"])
+    if "warmup_ratio" not in inputs.passthrough:  # the user's own (deprecated) key wins; never both
+        # transformers 5.6 deprecates warmup_ratio: warmup_steps below 1 is the same ratio of the steps
+        train["warmup_steps"] = float(defaults["warmup_ratio"])
+        notes.why["warmup_steps"] = "below 1: a ratio of the training steps"
     if not tiny:
         _anchor_note(train, inputs, notes)
     if cpu and not chosen.deepspeed:
@@ -152,8 +155,9 @@ def _train(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: Pat
 def _anchor_note(train: dict, inputs: Inputs, notes: Notes) -> None:
     """One header line naming where the defaults the request kept come from."""
     kept = [f"{train[key]:g} epochs" if key == "num_train_epochs" else
-            f"warmup {train[key]:g}" if key == "warmup_ratio" else str(train[key])
-            for key in ("num_train_epochs", "lr_scheduler_type", "warmup_ratio") if key not in inputs.passthrough]
+            f"warmup {train[key]:g}" if key == "warmup_steps" else str(train[key])
+            for key in ("num_train_epochs", "lr_scheduler_type", "warmup_steps")
+            if key in train and key not in inputs.passthrough]
     if inputs.request.global_batch is None:
         kept.append(f"global batch {inputs.global_batch}")
     if kept:
