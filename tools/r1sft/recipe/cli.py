@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "then datasets, template, DeepSpeed file, global batch and train/merge consistency. One line per problem.",
     )
     check.add_argument("recipes", nargs="+", type=Path, metavar="RECIPE")
+    check.add_argument("--here", action="store_true",
+                       help="also check that this machine shows the GPUs the recipe was planned for (run_sft.sh does)")
     check.set_defaults(func=run_check)
 
 
@@ -146,12 +148,13 @@ def _shown(path: Path) -> str:
 def run_check(args: argparse.Namespace) -> int:
     from r1sft.recipe.check import check_recipes
 
-    problems = check_recipes(args.recipes)
+    problems = check_recipes(args.recipes, here=args.here)
     for line in problems:
         print(line)
+    if len(problems) > 1:
+        print(f"r1sft check: {len(problems)} problems", file=sys.stderr)
     if problems:
-        print(f"r1sft check: {len(problems)} problem{'s' if len(problems) > 1 else ''}", file=sys.stderr)
-        return 1
+        return 2  # as every r1sft command refuses a user's mistake
     for path in args.recipes:
         print(f"{path}: ok")
     return 0
