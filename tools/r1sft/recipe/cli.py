@@ -55,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_recipe(args: argparse.Namespace) -> int:
     from r1sft.presets import catalogue, presets
+    from r1sft.recipe.changes import replaced
     from r1sft.recipe.plan import plan_recipe
     from r1sft.recipe.render import render_recipe, write_files
     from r1sft.recipe.request import RecipeRequest, parse_set
@@ -102,10 +103,11 @@ def run_recipe(args: argparse.Namespace) -> int:
                 sys.stdout.write("\n")
             print(plan.summary(), file=sys.stderr)
             continue
+        changes = {path: replaced(path, text) for path, text in files.items()}
         written = write_files(files)
         print(plan.summary())
         for path in written:
-            print(f"  wrote {_shown(path)}")
+            print(f"  wrote {_shown(path)}" + (f", {changes[path]}" if changes[path] else ""))
         print(f"  launch: bash run_sft.sh {_shown(plan.sft_path)}")
         if plan.merge_path:
             print(f"  merge:  llamafactory-cli export {_shown(plan.merge_path)}")
