@@ -147,3 +147,12 @@ def test_plain_check_judges_a_gpu_recipe_anywhere_and_here_judges_this_machine(r
                          "MODEL=tiny-qwen3 METHOD=lora GPUS=0")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert check_recipes([recipe], root=root, here=True) == []
+
+
+def test_a_global_batch_that_does_not_split_names_two_multiples():
+    with pytest.raises(R1sftError, match=r"use a multiple of 3 \(e\.g\. 3 or 6\)"):
+        plan_recipe(RecipeRequest(model="qwen3-8b", gpus=3, global_batch=2), build_tiny=False)
+    with pytest.raises(R1sftError, match=r"use a multiple of 8 \(e\.g\. 8 or 16\)"):
+        plan_recipe(RecipeRequest(model="qwen3-8b", gpus=8, global_batch=4), build_tiny=False)
+    with pytest.raises(R1sftError, match=r"use a multiple of 8 \(e\.g\. 96 or 104\)"):
+        plan_recipe(RecipeRequest(model="qwen3-8b", gpus=8, global_batch=100), build_tiny=False)
