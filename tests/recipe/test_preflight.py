@@ -65,10 +65,12 @@ def test_make_recipe_refuses_a_dataset_with_no_rows(empty_root, tmp_path, name):
     assert not (tmp_path / "rec").exists()
 
 
-def test_check_refuses_a_recipe_whose_dataset_has_no_rows(empty_root, tmp_path):
+def test_check_refuses_a_recipe_whose_dataset_has_no_rows(empty_root, tmp_path, capsys):
     recipe = _edit(_recipe(empty_root, tmp_path, model="qwen3-8b"), dataset="empty")
+    capsys.readouterr()
     (line,) = check_recipes([recipe], root=empty_root)
     assert "dataset 'empty' has no rows" in line and "LLaMA-Factory would fail loading it" in line
+    assert capsys.readouterr().err == ""  # the one line: no note about the lengths of no rows
 
 
 # case 3: cutoff_len beyond the model's context ---------------------------------------------------------------------

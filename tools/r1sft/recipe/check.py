@@ -183,6 +183,7 @@ def _check_datasets(recipe: _Recipe, root: Path) -> None:
             recipe.problem(f"dataset '{name}': {missing}")
         elif empty := empty_dataset(name, info[name], dataset_dir):
             recipe.problem(empty)
+            continue  # nothing to say about the lengths of no rows
         needed += [token for token in special_tokens(info[name]) if token not in needed]
         _check_length_filter(recipe, name, info[name])
     have = _tokens(recipe.args.get("add_special_tokens"))
