@@ -103,7 +103,7 @@ def test_a_gpu_recipe_on_a_machine_without_one_is_refused_before_anything_is_wri
         proc = run_cli("bash", "run_sft.sh", str(recipe), "max_steps=2", env=env, check=False, timeout=120)
         assert proc.returncode == 2, proc.stderr
         (line,) = proc.stderr.splitlines()
-        assert shows in line and line.startswith(f"r1sft train: error: {recipe}: ")
+        assert shows in line and line.startswith(f"r1sft train: error: {recipe}: ") and proc.stdout == ""
     assert line.endswith("NPROC_PER_NODE=2 but this machine shows 1 GPU: set NPROC_PER_NODE=1 or less")
     assert not out.exists()
     proc = run_cli(str(VENV_BIN / "r1sft"), "check", "--here", str(recipe), env={"CUDA_VISIBLE_DEVICES": ""},
@@ -112,11 +112,13 @@ def test_a_gpu_recipe_on_a_machine_without_one_is_refused_before_anything_is_wri
     assert "re-render it for the CPU: make recipe MODEL=tiny-qwen3 METHOD=lora GPUS=0 SET=" in proc.stdout
 
 
-def test_an_override_says_what_it_implies_or_why_it_would_do_nothing(tmp_path, capsys):
+def test_an_override_says_what_it_implies_or_why_it_would_do_nothing(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text('output_dir: saves/x\nsave_strategy: "no"\nmax_steps: 30\nnum_train_epochs: 1.0\n')
-    assert launch._overrides(recipe, ["save_steps=2"], True) == ({"save_steps": 2, "save_strategy": "steps"}, True)
-    assert 'save_steps=2 implies save_strategy: steps (the recipe had "no")' in capsys.readouterr().out
+    notes = []
+    assert launch._overrides(recipe, ["save_steps=2"], True, notes) == ({"save_steps": 2, "save_strategy": "steps"},
+                                                                        True)
+    assert notes == ['r1sft: save_steps=2 implies save_strategy: steps (the recipe had "no")']
     for pairs, expected in (
         (["num_train_epochs=3"], "num_train_epochs=3 has no effect: the recipe's max_steps: 30 ends training first; "
                                  "add max_steps=-1 to train by epochs"),
@@ -124,7 +126,7 @@ def test_an_override_says_what_it_implies_or_why_it_would_do_nothing(tmp_path, c
         (["eval_steps=5"], "eval_steps=5 has no effect: the recipe holds no evaluation data; add val_size=0.05"),
     ):
         with pytest.raises(R1sftError, match=re.escape(expected)):
-            launch._overrides(recipe, pairs, True)
+            launch._overrides(recipe, pairs, True, [])
     overrides, _ = launch._overrides(recipe, ["eval_steps=5", "val_size=0.1", "num_train_epochs=2", "max_steps=-1"],
-                                     True)
+                                     True, [])
     assert overrides["eval_strategy"] == "steps"

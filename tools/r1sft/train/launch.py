@@ -128,7 +128,7 @@ def refuse_spaces(path: Path, what: str) -> None:
 TOKENIZED_BY_R1SFT = re.compile(r"^\.cache/tokenized/.+-[0-9a-f]{8}$")
 
 
-def _follow_tokenization(config: dict, header: Mapping[str, str]) -> None:
+def _follow_tokenization(config: dict, header: Mapping[str, str], say=print) -> None:
     """r1sft names ``tokenized_path`` after the tokenization settings; LLaMA-Factory reuses the folder whatever the
     settings, so an override or an edit (another cutoff_len, dataset, template) must get its own folder."""
     current = str(config.get("tokenized_path") or "")
@@ -140,15 +140,17 @@ def _follow_tokenization(config: dict, header: Mapping[str, str]) -> None:
     wanted = tokenized_path(config, header["preset"], split_names(config["dataset"]))
     if wanted != current:
         config["tokenized_path"] = wanted
-        print(f"r1sft: tokenization settings differ from the recipe's: tokenized data in {wanted}", flush=True)
+        say(f"r1sft: tokenization settings differ from the recipe's: tokenized data in {wanted}")
 
 
-def prepare_launch(recipe: Path, overrides: dict, resume: bool = True, header: Mapping[str, str] | None = None
-                   ) -> tuple[Path, dict]:
-    """Write the effective recipe (recipe + overrides + resume) next to the outputs and return it with its config."""
+def prepare_launch(recipe: Path, overrides: dict, resume: bool = True, header: Mapping[str, str] | None = None,
+                   notes: list[str] | None = None) -> tuple[Path, dict]:
+    """Write the effective recipe (recipe + overrides + resume) next to the outputs and return it with its config.
+    What it decided is printed, or added to ``notes`` for the caller to print once its checks pass."""
+    say = notes.append if notes is not None else print
     config = load_yaml(recipe)
     config.update(overrides)
-    _follow_tokenization(config, header or {})
+    _follow_tokenization(config, header or {}, say)
     output_dir = config.get("output_dir")
     if not output_dir and "export_dir" in config:
         raise R1sftError(f"{recipe}: a merge (export) recipe, not a training one: run `llamafactory-cli export "
@@ -161,7 +163,7 @@ def prepare_launch(recipe: Path, overrides: dict, resume: bool = True, header: M
         checkpoint = newest_checkpoint(output_path)
         if checkpoint is not None:
             config["resume_from_checkpoint"] = shown(checkpoint)
-            print(f"r1sft: resuming from {checkpoint} (pass resume=false to start over)", flush=True)
+            say(f"r1sft: resuming from {checkpoint} (pass resume=false to start over)")
     # the progress line's tokens/s (one count per micro-batch; a packed row's mask holds segment ids, not 0/1)
     config.setdefault("include_num_input_tokens_seen", "all" if config.get("packing") else "non_padding")
     output_path.mkdir(parents=True, exist_ok=True)
@@ -172,8 +174,8 @@ def prepare_launch(recipe: Path, overrides: dict, resume: bool = True, header: M
     return effective, config
 
 
-def _overrides(recipe_path: Path, pairs: list[str], resume: bool) -> tuple[dict, bool]:
-    """The typed overrides, ``resume`` taken out, and the values they imply (said), or R1sftError."""
+def _overrides(recipe_path: Path, pairs: list[str], resume: bool, notes: list[str]) -> tuple[dict, bool]:
+    """The typed overrides, ``resume`` taken out, with the values they imply (a note each), or R1sftError."""
     from r1sft.recipe import lf
     from r1sft.recipe.overrides import implied
 
@@ -184,9 +186,8 @@ def _overrides(recipe_path: Path, pairs: list[str], resume: bool) -> tuple[dict,
     resume = resume and lf.BOOLEAN_WORDS.get(resume_word, resume_word == "1")
     if overrides:  # a typo is caught here, before an output folder or an effective recipe is written
         lf.refuse_unknown_keys(overrides, lf.TRAIN, "override")
-        extra, notes = implied(load_yaml(recipe_path), overrides)
-        for note in notes:
-            print(f"r1sft: {note}", flush=True)
+        extra, implies = implied(load_yaml(recipe_path), overrides)
+        notes += [f"r1sft: {note}" for note in implies]
         overrides.update(extra)
     return overrides, resume
 
@@ -223,14 +224,16 @@ def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool
     refuse_spaces(REPO_ROOT, "r1sft folder")
     if not recipe_path.is_file():
         raise R1sftError(f"{recipe}: no such recipe file")
-    print(f"r1sft: recipe {shown(recipe_path)}" + (f" with {' '.join(pairs)}" if pairs else ""), flush=True)
-    overrides, resume = _overrides(recipe_path, pairs, resume)
+    # said once the checks pass: a refusal is its one line
+    notes = [f"r1sft: recipe {shown(recipe_path)}" + (f" with {' '.join(pairs)}" if pairs else "")]
+    overrides, resume = _overrides(recipe_path, pairs, resume, notes)
     header = recipe_header(recipe_path)
     visible = _check_machine(recipe_path, {**load_yaml(recipe_path), **overrides}, header)
-    effective, config = prepare_launch(recipe_path, overrides, resume=resume, header=header)
+    effective, config = prepare_launch(recipe_path, overrides, resume=resume, header=header, notes=notes)
     os.chdir(REPO_ROOT)  # recipes use paths relative to the project root, as LLaMA-Factory's examples do
     if check:
         _check_recipe(effective)
+    print("\n".join(notes), flush=True)
     env = launch_environment(config, header=header, visible=visible)
     warning = world_size_warning(header, env)
     if warning:
