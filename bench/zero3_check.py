@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     recipe = next(p for p in written if p.name.endswith("_sft.yaml"))
     print(plan.summary(), flush=True)
     print(f"zero3_check: bash run_sft.sh {recipe.relative_to(REPO)}", flush=True)
-    env = {**os.environ, "R1SFT_NO_RESUME": "1"}
+    env = {**os.environ, "R1SFT_NO_RESUME": "1", "R1SFT_VERBOSE": "1"}  # the metrics below are read from the output
     cmd = ["bash", "run_sft.sh", str(recipe.relative_to(REPO))] + ([] if args.check else ["--no-check"])
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=str(REPO), env=env, capture_output=True, text=True)

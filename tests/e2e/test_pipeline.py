@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import ast
 import re
 
 import pytest
 import yaml
 
 from r1sft.merge.export import merged_logit_difference
-from r1sft.paths import REPO_ROOT
+from r1sft.paths import CACHE_DIR, REPO_ROOT
 from tests.conftest import VENV_BIN, run_cli
 
 pytestmark = pytest.mark.slow
 R1SFT = str(VENV_BIN / "r1sft")
 
 
-def test_demo_runs_the_whole_pipeline_and_prints_reply_and_paths():
+def test_demo_tells_its_story_in_a_screen_and_the_merged_model_answers_in_the_trained_format():
     proc = run_cli(R1SFT, "demo", timeout=1200)
     out = proc.stdout
     for step in ("convert", "render the recipe", "train", "merge", "ask the merged model"):
         assert f"==> {step}" in out or step in out
     assert "max |logit difference| vs base + adapter" in out
-    assert "\nreply:    '" in out
+    console = (out + proc.stderr).splitlines()
+    assert len(console) <= 60, "\n".join(console)
+    assert not [line for line in console if "Setting accelerator to CPU" in line or "deprecated" in line]
+    # nor in what the steps printed (all of it kept in .cache/demo/): the CPU merge tells DeepSpeed it is on a CPU
+    assert "Setting accelerator to CPU" not in (CACHE_DIR / "demo" / "5-merge.log").read_text()
+    reply = ast.literal_eval(next(line for line in console if line.startswith("reply:    "))[len("reply:    "):])
+    # a closed think block, then an answer: the format the model was trained on (not a reply of newlines)
+    assert re.match(r"\s*<think>\n.+?\n</think>\n\n\S", reply, re.DOTALL), reply
+    assert "format:   a closed think block, then an answer" in out
     for name in ("adapter:", "loss plot:", "merged model:"):
         assert name in out
     assert "(missing!)" not in out
@@ -68,3 +77,10 @@ def test_make_recipe_then_run_sft_trains_a_tiny_preset():
     proc = run_cli("bash", "run_sft.sh", "recipes/tiny-qwen2.5/dora_sft.yaml", "max_steps=2", "resume=false")
     assert "training exited with 0" in proc.stdout
     assert (REPO_ROOT / config["output_dir"] / "adapter_model.safetensors").is_file()
+    # a quiet console: r1sft's lines and the progress line; LLaMA-Factory's ~300 lines are in the log
+    console = (proc.stdout + proc.stderr).splitlines()
+    assert len(console) <= 10, "\n".join(console)
+    assert any(line.startswith("r1sft: step 2/2 (100%)  loss ") and "tokens/s" in line for line in console)
+    log = (REPO_ROOT / config["output_dir"] / "train.node0.log").read_text()
+    assert "Model config" in log and "Model config" not in proc.stdout
+    assert "deprecated" not in proc.stdout + proc.stderr and "warmup_ratio is deprecated" not in log

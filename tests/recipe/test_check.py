@@ -52,7 +52,7 @@ def test_misspelt_key_is_named_and_the_cli_exits_nonzero(recipes, root, capsys, 
         "training argument"
     ]
     monkeypatch.setattr("r1sft.paths.REPO_ROOT", root)
-    assert main(["check", str(recipes["lora"])]) == 1
+    assert main(["check", str(recipes["lora"])]) == 2
     out = capsys.readouterr().out
     assert "unknown key 'lora_rnak' (did you mean 'lora_rank'?)" in out
 

@@ -91,7 +91,7 @@ def test_check_names_an_unreadable_recipe_in_one_line(name, root, tmp_path, caps
     bad.write_bytes(data)
     (line,) = check_recipes([bad], root=root)
     assert line.startswith(f"{bad}: ") and expected in line
-    assert main(["check", str(bad)]) == 1
+    assert main(["check", str(bad)]) == 2
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err and expected in captured.out
 

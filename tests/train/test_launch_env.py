@@ -3,6 +3,8 @@ the recipe was planned for is said, and a CPU DeepSpeed recipe (how the ZeRO-3 p
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -87,3 +89,44 @@ def test_contradictory_recipe_requests_are_refused(argv, expected, tmp_path, cap
     assert main(["recipe", "qwen3-8b", *argv, "--out-dir", str(tmp_path)]) == 2
     assert expected in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_gpu_recipe_on_a_machine_without_one_is_refused_before_anything_is_written(tmp_path):
+    """Issue 19, case 1: `make recipe ... GPUS=1 && bash run_sft.sh RECIPE max_steps=2` on a machine without a GPU."""
+    out = tmp_path / "out"
+    run_cli(str(VENV_BIN / "r1sft"), "recipe", "tiny-qwen3", "--gpus", "1", "--out-dir", str(tmp_path),
+            "--set", f"output_dir={out}")
+    recipe = tmp_path / "tiny-qwen3" / "lora_sft.yaml"
+    run_cli(str(VENV_BIN / "r1sft"), "check", str(recipe))  # a GPU recipe is fine, judged for any machine
+    for env, shows in (({"CUDA_VISIBLE_DEVICES": ""}, "none (nvidia-smi, CUDA_VISIBLE_DEVICES)"),
+                       ({"CUDA_VISIBLE_DEVICES": "0", "NPROC_PER_NODE": "2"}, "1 GPU")):
+        proc = run_cli("bash", "run_sft.sh", str(recipe), "max_steps=2", env=env, check=False, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.splitlines()
+        assert shows in line and line.startswith(f"r1sft train: error: {recipe}: ") and proc.stdout == ""
+    assert line.endswith("NPROC_PER_NODE=2 but this machine shows 1 GPU: set NPROC_PER_NODE=1 or less")
+    assert not out.exists()
+    proc = run_cli(str(VENV_BIN / "r1sft"), "check", "--here", str(recipe), env={"CUDA_VISIBLE_DEVICES": ""},
+                   check=False)
+    assert proc.returncode == 2
+    assert "re-render it for the CPU: make recipe MODEL=tiny-qwen3 METHOD=lora GPUS=0 SET=" in proc.stdout
+
+
+def test_an_override_says_what_it_implies_or_why_it_would_do_nothing(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text('output_dir: saves/x\nsave_strategy: "no"\nmax_steps: 30\nnum_train_epochs: 1.0\n')
+    notes = []
+    assert launch._overrides(recipe, ["save_steps=2"], True, notes) == ({"save_steps": 2, "save_strategy": "steps"},
+                                                                        True)
+    assert notes == ['r1sft: save_steps=2 implies save_strategy: steps (the recipe had "no")']
+    for pairs, expected in (
+        (["num_train_epochs=3"], "num_train_epochs=3 has no effect: the recipe's max_steps: 30 ends training first; "
+                                 "add max_steps=-1 to train by epochs"),
+        (["save_total_limit=2"], "save_total_limit=2 has no effect: the recipe saves no checkpoints"),
+        (["eval_steps=5"], "eval_steps=5 has no effect: the recipe holds no evaluation data; add val_size=0.05"),
+    ):
+        with pytest.raises(R1sftError, match=re.escape(expected)):
+            launch._overrides(recipe, pairs, True, [])
+    overrides, _ = launch._overrides(recipe, ["eval_steps=5", "val_size=0.1", "num_train_epochs=2", "max_steps=-1"],
+                                     True, [])
+    assert overrides["eval_strategy"] == "steps"

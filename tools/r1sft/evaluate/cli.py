@@ -46,12 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--problem-key", default=None, help="problem column (default: problem, question or prompt)")
     parser.add_argument("--answer-key", default=None,
                         help="answer column (default: answer, solution or expected_answer)")
-    parser.add_argument("--split", default="test", help="split of a hub dataset (default: test)")
+    parser.add_argument("--split", default="test", help="split of a hub dataset")
     parser.add_argument("--subset", default=None, help="config name of a hub dataset")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
     parser.add_argument("--n", type=int, default=1, help="samples per problem; accuracy averages pass@1 over them")
-    parser.add_argument("--temperature", type=float, default=0.6, help="0 means greedy (default: 0.6)")
-    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default: 0.95)")
+    parser.add_argument("--temperature", type=float, default=0.6, help="0 means greedy")
+    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling")
     parser.add_argument("--max-new-tokens", type=int, default=4096, help="token limit per generation")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="sequences generated at once by the hf backend (prompts x n)")
@@ -73,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_generate(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("generate", help="print a model's greedy reply to one question")
+    parser = subparsers.add_parser("generate", help="print a model's greedy reply to one question",
+                                   description="Print a model's greedy reply to one question, in its own chat template.")
     parser.add_argument("model", help="model folder or hub id")
     parser.add_argument("question")
     parser.add_argument("--system", default=None)

@@ -30,11 +30,16 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    merge = subparsers.add_parser("merge", help="llamafactory-cli export a merge recipe, then verify the merge")
+    merge = subparsers.add_parser(
+        "merge", help="llamafactory-cli export a merge recipe, then verify the merge",
+        description="Merge a trained LoRA adapter into its base model with llamafactory-cli export, then prove the "
+                    "merge: the merged model's logits equal base + adapter on a probe conversation, and its chat "
+                    "template renders prompts as LLaMA-Factory trained on them.")
     merge.add_argument("recipe", help="recipes/<preset>/<method>_merge.yaml")
     merge.add_argument("--no-verify", action="store_true", help="skip the logit comparison")
     merge.set_defaults(func=_merge)
-    verify = subparsers.add_parser("verify-merge", help="compare a merged model's logits with base + adapter")
+    verify = subparsers.add_parser("verify-merge", help="compare a merged model's logits with base + adapter",
+                                   description="Compare a merged model's logits with base + adapter (fp32, CPU).")
     verify.add_argument("--base", required=True)
     verify.add_argument("--adapter", required=True)
     verify.add_argument("--merged", required=True)

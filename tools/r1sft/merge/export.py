@@ -79,7 +79,11 @@ def export(merge_recipe: str | os.PathLike) -> Path:
     cli = shutil.which("llamafactory-cli", path=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
     if cli is None:
         raise R1sftError("llamafactory-cli not found: run `make setup`")
-    code = subprocess.call([cli, "export", str(recipe)], cwd=REPO_ROOT)
+    env = dict(os.environ)
+    if str(config.get("export_device", "cpu")) == "cpu":
+        # a CPU merge: say so to DeepSpeed (imported by save_pretrained), which otherwise warns it found no GPU
+        env.setdefault("DS_ACCELERATOR", "cpu")
+    code = subprocess.call([cli, "export", str(recipe)], cwd=REPO_ROOT, env=env)
     if code != 0:
         raise R1sftError(f"llamafactory-cli export {merge_recipe} failed with exit code {code}")
     return REPO_ROOT / config["export_dir"]

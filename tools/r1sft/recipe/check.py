@@ -17,7 +17,8 @@ from typing import Any
 
 from r1sft import paths
 from r1sft.presets import family_for_model_type, presets, read_config
-from r1sft.recipe.data import dataset_files_missing, load_dataset_info, special_tokens
+from r1sft.recipe.data import dataset_files_missing, empty_dataset, load_dataset_info, special_tokens
+from r1sft.recipe.overrides import cancelled
 
 HEADER = re.compile(r"^#\s*r1sft:\s*(?P<fields>.*)$", re.MULTILINE)
 
@@ -36,6 +37,7 @@ class _Recipe:
     header: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     loaded: bool = False
+    text: str = ""
 
     @property
     def is_export(self) -> bool:
@@ -77,6 +79,7 @@ def _parse(recipe: _Recipe, text: str) -> _Recipe:
         return recipe
     recipe.args = {str(k): v for k, v in args.items()}
     recipe.header = parse_header(text)
+    recipe.text = text
     recipe.loaded = True
     return recipe
 
@@ -139,6 +142,28 @@ def _check_model_and_template(recipe: _Recipe, root: Path) -> None:
         )
 
 
+def _context_window(model: str, root: Path) -> int | None:
+    """The longest context ``model`` was trained for: its preset's, or its folder's config.json's."""
+    for preset in presets().values():
+        if preset.hub_id and preset.hub_id.lower() == model.lower():
+            return preset.shape.max_ctx or None
+    folder = _resolve(root, model)
+    if _looks_local(model, root) and (folder / "config.json").is_file():
+        return int(read_config(folder).get("max_position_embeddings") or 0) or None
+    return None
+
+
+def _check_context(recipe: _Recipe, root: Path) -> None:
+    """A cutoff_len beyond the model's context window (``make recipe`` refuses it; an edit can bring it back)."""
+    cutoff, model = recipe.args.get("cutoff_len"), recipe.args.get("model_name_or_path")
+    if not _number(cutoff) or not isinstance(model, str) or not model or recipe.args.get("rope_scaling"):
+        return  # rope_scaling: LLaMA-Factory stretches the context to cutoff_len
+    window = _context_window(model, root)
+    if window and cutoff > window:
+        recipe.problem(f"cutoff_len {cutoff} exceeds {model}'s context window of {window} tokens: set cutoff_len: "
+                       f"{window} or less (or rope_scaling: yarn to stretch the context)")
+
+
 def _check_datasets(recipe: _Recipe, root: Path) -> None:
     names = recipe.args.get("dataset")
     if not names:
@@ -156,6 +181,9 @@ def _check_datasets(recipe: _Recipe, root: Path) -> None:
         missing = dataset_files_missing(info[name], dataset_dir)
         if missing:
             recipe.problem(f"dataset '{name}': {missing}")
+        elif empty := empty_dataset(name, info[name], dataset_dir):
+            recipe.problem(empty)
+            continue  # nothing to say about the lengths of no rows
         needed += [token for token in special_tokens(info[name]) if token not in needed]
         _check_length_filter(recipe, name, info[name])
     have = _tokens(recipe.args.get("add_special_tokens"))
@@ -368,8 +396,11 @@ def _check_each(recipes: list[_Recipe], root: Path) -> None:
             _check_export(recipe)
         else:
             _check_numbers(recipe)
+            _check_context(recipe, root)
             _check_datasets(recipe, root)
             _check_batch(recipe)
+            for message in cancelled(recipe.args):
+                recipe.problem(message)
 
 
 def _pair_up(recipes: list[_Recipe], *, siblings_on_disk: bool) -> list[_Recipe]:
@@ -400,15 +431,32 @@ def _pair_up(recipes: list[_Recipe], *, siblings_on_disk: bool) -> list[_Recipe]
     return extra
 
 
-def check_recipes(recipe_paths: list[str | Path], *, root: Path | None = None) -> list[str]:
+def _check_here(recipes: list[_Recipe]) -> None:
+    """``--here``: can this machine launch each training recipe as planned (the launcher's GPU pre-flight)."""
+    import os
+
+    from r1sft.recipe.machine import gpu_problem, visible_gpu_count
+
+    trains = [r for r in recipes if r.loaded and not r.is_export]
+    visible = visible_gpu_count() if trains else 0
+    for recipe in trains:
+        problem = gpu_problem(recipe.args, recipe.header, recipe.text, visible, os.environ.get("NPROC_PER_NODE"))
+        if problem:
+            recipe.problem(problem)
+
+
+def check_recipes(recipe_paths: list[str | Path], *, root: Path | None = None, here: bool = False) -> list[str]:
     """Problems (``path: message`` lines) in the given recipes; an empty list when all pass.
 
     Training and merge recipes are paired: a merge given alongside its training recipe (``X_sft.yaml`` and
-    ``X_merge.yaml``, or the only one of each), else the sibling file on disk, is checked against it.
+    ``X_merge.yaml``, or the only one of each), else the sibling file on disk, is checked against it. ``here``:
+    also whether this machine has the GPUs each training recipe was planned for.
     """
     root = root or paths.REPO_ROOT
     recipes = [_load(str(p), Path(p)) for p in recipe_paths]
     _check_each(recipes, root)
+    if here:
+        _check_here(recipes)
     extra = _pair_up(recipes, siblings_on_disk=True)
     return [line for recipe in recipes + extra for line in recipe.problems]
 

@@ -48,11 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "then datasets, template, DeepSpeed file, global batch and train/merge consistency. One line per problem.",
     )
     check.add_argument("recipes", nargs="+", type=Path, metavar="RECIPE")
+    check.add_argument("--here", action="store_true",
+                       help="also check that this machine shows the GPUs the recipe was planned for (run_sft.sh does)")
     check.set_defaults(func=run_check)
 
 
 def run_recipe(args: argparse.Namespace) -> int:
     from r1sft.presets import catalogue, presets
+    from r1sft.recipe.changes import replaced
     from r1sft.recipe.plan import plan_recipe
     from r1sft.recipe.render import render_recipe, write_files
     from r1sft.recipe.request import RecipeRequest, parse_set
@@ -100,10 +103,11 @@ def run_recipe(args: argparse.Namespace) -> int:
                 sys.stdout.write("\n")
             print(plan.summary(), file=sys.stderr)
             continue
+        changes = {path: replaced(path, text) for path, text in files.items()}
         written = write_files(files)
         print(plan.summary())
         for path in written:
-            print(f"  wrote {_shown(path)}")
+            print(f"  wrote {_shown(path)}" + (f", {changes[path]}" if changes[path] else ""))
         print(f"  launch: bash run_sft.sh {_shown(plan.sft_path)}")
         if plan.merge_path:
             print(f"  merge:  llamafactory-cli export {_shown(plan.merge_path)}")
@@ -146,12 +150,13 @@ def _shown(path: Path) -> str:
 def run_check(args: argparse.Namespace) -> int:
     from r1sft.recipe.check import check_recipes
 
-    problems = check_recipes(args.recipes)
+    problems = check_recipes(args.recipes, here=args.here)
     for line in problems:
         print(line)
+    if len(problems) > 1:
+        print(f"r1sft check: {len(problems)} problems", file=sys.stderr)
     if problems:
-        print(f"r1sft check: {len(problems)} problem{'s' if len(problems) > 1 else ''}", file=sys.stderr)
-        return 1
+        return 2  # as every r1sft command refuses a user's mistake
     for path in args.recipes:
         print(f"{path}: ok")
     return 0

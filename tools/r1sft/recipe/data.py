@@ -67,3 +67,44 @@ def dataset_files_missing(entry: dict[str, Any], dataset_dir: Path) -> str | Non
     if not path.exists():
         return f"its file {path} does not exist"
     return None
+
+
+def dataset_rows(entry: dict[str, Any], dataset_dir: Path) -> int | None:
+    """Rows in a registered dataset: 0 for an empty file, else the converter's ``r1sft.rows``, else what a peek at
+    the file tells (1 for "at least one"); None when neither says."""
+    path = dataset_dir / str(entry.get("file_name", ""))
+    if path.is_file() and path.stat().st_size == 0:
+        return 0
+    block = entry.get("r1sft")
+    rows = block.get("rows") if isinstance(block, dict) else None
+    if isinstance(rows, int) and not isinstance(rows, bool):
+        return rows
+    return _peek_rows(path) if path.is_file() else None
+
+
+def _peek_rows(path: Path) -> int | None:
+    """0 or 1 (has a row) for JSON Lines and JSON files, the row count of a parquet file, None for other formats."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception:  # noqa: BLE001 - an unreadable file is the loader's to report
+            return None
+    with path.open("rb") as handle:
+        if suffix == ".json":  # an array: empty when it closes before its first element
+            head = handle.read(1 << 16).lstrip()
+            return 0 if not head or (head[:1] == b"[" and head[1:].lstrip()[:1] == b"]") else 1
+        if suffix == ".jsonl":
+            return 1 if any(line.strip() for line in handle) else 0
+    return None
+
+
+def empty_dataset(name: str, entry: dict[str, Any], dataset_dir: Path) -> str | None:
+    """Why the dataset would stop training before its first step (it has no rows), naming the fix; or None."""
+    if not isinstance(entry, dict) or dataset_rows(entry, dataset_dir) != 0:
+        return None
+    file = dataset_dir / str(entry.get("file_name", ""))
+    return (f"dataset '{name}' has no rows ({file}): LLaMA-Factory would fail loading it; convert data with rows "
+            "into it, or leave it out of the datasets")

@@ -191,7 +191,7 @@ def parse(args: dict[str, Any], kind: str) -> tuple:
 
     parser = HfArgumentParser(_dataclasses(kind))
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # deprecation notices (warmup_ratio) are not problems with the recipe
+    hf_logging.set_verbosity_error()  # deprecation notices are not problems with the recipe
     try:
         parsed = parser.parse_dict(_device_neutral(args), allow_extra_keys=False)
         if kind == TRAIN:

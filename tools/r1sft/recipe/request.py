@@ -15,7 +15,7 @@ from typing import Any
 from r1sft import paths
 from r1sft.errors import R1sftError
 from r1sft.presets import METHODS, Preset, catalogue, get_preset, with_local_shape
-from r1sft.recipe.data import SAMPLE_DATASET, datasets_special_tokens
+from r1sft.recipe.data import SAMPLE_DATASET, datasets_special_tokens, empty_dataset, load_dataset_info
 
 # The longest RoPE stretch over the model's context a recipe may ask for (Qwen2.5/Qwen3's YaRN factor 4).
 ROPE_SCALING_LIMIT = 4
@@ -220,6 +220,10 @@ def _datasets(request: RecipeRequest, planned: dict, data_dir: Path) -> tuple[li
     if "dataset_dir" in planned:
         raise R1sftError("--set dataset_dir: recipes read datasets from data/ (register them in data/dataset_info.json)")
     special = datasets_special_tokens(datasets, data_dir, require=True)
+    info = load_dataset_info(data_dir) or {}
+    for name in datasets:
+        if name in info and (empty := empty_dataset(name, info[name], data_dir)):
+            raise R1sftError(empty)
     if special and request.method == "qlora":
         raise R1sftError(
             f"dataset {','.join(datasets)} needs special tokens {','.join(special)}, and QLoRA cannot resize a 4-bit "
@@ -275,10 +279,11 @@ def _global_batch(inputs: Inputs) -> int:
         raise R1sftError(f"GLOBAL_BATCH={global_batch}: expected a positive number of samples")
     if global_batch % world:
         lower, upper = global_batch // world * world, (global_batch // world + 1) * world
+        near = f"{lower} or {upper}" if lower else f"{upper} or {upper + world}"  # the nearest multiples, never 0
         raise R1sftError(
             f"GLOBAL_BATCH={global_batch} cannot be split over {inputs.ranks} = {world} ranks: per-device batch x "
             f"gradient accumulation x {world} must equal {global_batch} exactly; use a multiple of {world} "
-            f"(e.g. {lower or upper} or {upper})"
+            f"(e.g. {near})"
         )
     return global_batch
 

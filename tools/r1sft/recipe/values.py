@@ -106,9 +106,14 @@ def _output(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: Pa
     if tiny:
         train["save_strategy"] = "no"
         notes.why["save_strategy"] = "a demo: no checkpoints, so a rerun trains afresh; the adapter is saved at the end"
-    else:
-        train["save_steps"] = 200
-        train["save_total_limit"] = 2
+    else:  # only what the strategy asked for (--set save_strategy) uses: no key that would do nothing
+        from r1sft.recipe.overrides import strategy
+
+        wanted = strategy(inputs.passthrough, "save_strategy")
+        if wanted == "steps":
+            train["save_steps"] = 200
+        if wanted != "no":
+            train["save_total_limit"] = 2
     train["plot_loss"] = True
     if tiny:
         train["overwrite_output_dir"] = True
@@ -125,11 +130,14 @@ def _train(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: Pat
     kind = METHOD_NAMES[method] + (" SFT" if method == "full" else "")
     notes.why["learning_rate"] = f"{kind} default" + (" for a random-weight tiny model" if tiny else "")
     train["num_train_epochs"] = float(defaults["epochs"])
-    if defaults.get("max_steps"):
+    if defaults.get("max_steps") and "num_train_epochs" not in inputs.passthrough:  # asking for epochs: no cap
         train["max_steps"] = int(defaults["max_steps"])
         notes.why["max_steps"] = f"a demo: {defaults['max_steps']} steps of {inputs.global_batch} samples (wins over epochs)"
     train["lr_scheduler_type"] = str(defaults["scheduler"])
-    train["warmup_ratio"] = float(defaults["warmup_ratio"])
+    if "warmup_ratio" not in inputs.passthrough:  # the user's own (deprecated) key wins; never both
+        # transformers 5.6 deprecates warmup_ratio: warmup_steps below 1 is the same ratio of the steps
+        train["warmup_steps"] = float(defaults["warmup_ratio"])
+        notes.why["warmup_steps"] = "below 1: a ratio of the training steps"
     if not tiny:
         _anchor_note(train, inputs, notes)
     if cpu and not chosen.deepspeed:
@@ -152,8 +160,9 @@ def _train(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: Pat
 def _anchor_note(train: dict, inputs: Inputs, notes: Notes) -> None:
     """One header line naming where the defaults the request kept come from."""
     kept = [f"{train[key]:g} epochs" if key == "num_train_epochs" else
-            f"warmup {train[key]:g}" if key == "warmup_ratio" else str(train[key])
-            for key in ("num_train_epochs", "lr_scheduler_type", "warmup_ratio") if key not in inputs.passthrough]
+            f"warmup {train[key]:g}" if key == "warmup_steps" else str(train[key])
+            for key in ("num_train_epochs", "lr_scheduler_type", "warmup_steps")
+            if key in train and key not in inputs.passthrough]
     if inputs.request.global_batch is None:
         kept.append(f"global batch {inputs.global_batch}")
     if kept:
@@ -171,10 +180,16 @@ def _passthrough(train: dict, inputs: Inputs, notes: Notes) -> list[str]:
     bad = lf.type_problems(overrides, lf.TRAIN)
     if bad:
         raise R1sftError(f"--set: {bad[0]}")
-    extra_keys = [key for key in overrides if key not in train]
+    from r1sft.recipe.overrides import implied
+
+    implies, _ = implied(train, overrides)  # save_steps on a recipe that saves nothing: save_strategy: steps
+    extra_keys = [key for key in {**overrides, **implies} if key not in train]
     for key, value in overrides.items():
         train[key] = value
         notes.why[key] = "set on the command line"
+    for key, value in implies.items():
+        train[key] = value
+        notes.why[key] = f"{'save' if key == 'save_strategy' else 'eval'}_steps is set on the command line"
     return extra_keys
 
 

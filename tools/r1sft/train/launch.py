@@ -4,7 +4,8 @@ LLaMA-Factory's launcher decides everything from the environment: it runs under 
 ``FORCE_TORCHRUN=1`` or several GPUs are visible (DeepSpeed needs torchrun even on one GPU), reads ``NNODES``,
 ``NODE_RANK``, ``MASTER_ADDR``, ``MASTER_PORT`` and ``NPROC_PER_NODE``, picks a random port unless told (which breaks
 multi-node), calls a bare ``torchrun`` from PATH and rebuilds its argv by splitting on spaces. This module sets that
-environment, applies ``key=value`` overrides, checks the result, resumes from the newest checkpoint, and tees the log.
+environment, applies ``key=value`` overrides (and what they imply), refuses what the launch would trip on (too few
+GPUs, ``r1sft check``), resumes from the newest checkpoint, and runs training with a quiet console (``process``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +22,9 @@ import yaml
 from r1sft.errors import R1sftError
 from r1sft.patches import registry
 from r1sft.paths import REPO_ROOT
+from r1sft.recipe.machine import gpu_problem, planned_gpus, visible_gpu_count
+from r1sft.train.checkpoints import newest_checkpoint, shown
+from r1sft.train.process import run_logged
 from r1sft.train.switches import patch_switches, planned_uncheckpointed_layers
 from r1sft.yamlio import atomic_write_text, load_yaml, parse_assignments
 
@@ -29,7 +32,6 @@ DEFAULT_MASTER_PORT = "29500"
 # Set for GPU runs unless the user set them: expandable segments cut the peak of long, variable-length R1 batches by
 # ~15 GiB on an H100 (Qwen2.5-1.5B full SFT at 16k, docs/bench/h100-explore-1.5b.md) and made steps ~6% faster.
 PERFORMANCE_ENV = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -44,33 +46,6 @@ def parse_overrides(pairs: list[str]) -> dict:
     from r1sft.recipe import lf
 
     return lf.coerce_booleans(parse_assignments(pairs, "override"), lf.TRAIN)
-
-
-def newest_checkpoint(output_dir: Path) -> Path | None:
-    """The ``checkpoint-N`` folder with the largest N that holds a saved trainer state."""
-    if not output_dir.is_dir():
-        return None
-    found = []
-    for child in output_dir.iterdir():
-        match = CHECKPOINT_RE.match(child.name)
-        if match and child.is_dir() and (child / "trainer_state.json").exists():
-            found.append((int(match.group(1)), child))
-    return max(found)[1] if found else None
-
-
-def visible_gpu_count() -> int:
-    """GPUs this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists, else 0."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return 0
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
 def recipe_header(recipe: Path) -> dict[str, str]:
@@ -102,10 +77,10 @@ def world_size_warning(header: Mapping[str, str], env: Mapping[str, str]) -> str
             f"{batch * actual // planned} samples (re-render it for this hardware: make recipe ... GPUS= NODES=)")
 
 
-def launch_environment(config: dict, environ: dict[str, str] | None = None, header: Mapping[str, str] | None = None
-                       ) -> dict[str, str]:
+def launch_environment(config: dict, environ: dict[str, str] | None = None, header: Mapping[str, str] | None = None,
+                       visible: int | None = None) -> dict[str, str]:
     """The environment LLaMA-Factory's launcher needs for this config on this machine (``header``: the recipe's
-    ``# r1sft:`` fields, where r1sft planned it)."""
+    ``# r1sft:`` fields, where r1sft planned it; ``visible``: the GPUs this machine shows, when known)."""
     env = dict(os.environ if environ is None else environ)
     nnodes = _count(env, "NNODES", "1")
     if nnodes > 1:
@@ -118,7 +93,9 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None, head
             raise R1sftError(f"NODE_RANK={rank}: expected 0..{nnodes - 1} for NNODES={nnodes}")
     if not env.get("NPROC_PER_NODE"):
         # A CPU recipe (use_cpu) plans its global batch for one process, whatever GPUs the machine has.
-        env["NPROC_PER_NODE"] = "1" if config.get("use_cpu") else str(max(visible_gpu_count(), 1))
+        if visible is None and not config.get("use_cpu"):
+            visible = visible_gpu_count(env, ask_torch=False)
+        env["NPROC_PER_NODE"] = "1" if config.get("use_cpu") else str(max(visible or 0, 1))
     nproc = _count(env, "NPROC_PER_NODE", "1")
     if config.get("deepspeed") or nproc > 1 or nnodes > 1:
         env["FORCE_TORCHRUN"] = "1"
@@ -142,11 +119,6 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None, head
     return env
 
 
-def _shown(path: Path) -> str:
-    """Paths inside the project are shown (and passed) relative to it, as recipes write them."""
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
-
-
 def refuse_spaces(path: Path, what: str) -> None:
     if any(ch.isspace() for ch in str(path)):
         raise R1sftError(f"{what} {str(path)!r} contains a space: LLaMA-Factory's launcher splits its arguments on "
@@ -156,7 +128,7 @@ def refuse_spaces(path: Path, what: str) -> None:
 TOKENIZED_BY_R1SFT = re.compile(r"^\.cache/tokenized/.+-[0-9a-f]{8}$")
 
 
-def _follow_tokenization(config: dict, header: Mapping[str, str]) -> None:
+def _follow_tokenization(config: dict, header: Mapping[str, str], say=print) -> None:
     """r1sft names ``tokenized_path`` after the tokenization settings; LLaMA-Factory reuses the folder whatever the
     settings, so an override or an edit (another cutoff_len, dataset, template) must get its own folder."""
     current = str(config.get("tokenized_path") or "")
@@ -168,15 +140,17 @@ def _follow_tokenization(config: dict, header: Mapping[str, str]) -> None:
     wanted = tokenized_path(config, header["preset"], split_names(config["dataset"]))
     if wanted != current:
         config["tokenized_path"] = wanted
-        print(f"r1sft: tokenization settings differ from the recipe's: tokenized data in {wanted}", flush=True)
+        say(f"r1sft: tokenization settings differ from the recipe's: tokenized data in {wanted}")
 
 
-def prepare_launch(recipe: Path, overrides: dict, resume: bool = True, header: Mapping[str, str] | None = None
-                   ) -> tuple[Path, dict]:
-    """Write the effective recipe (recipe + overrides + resume) next to the outputs and return it with its config."""
+def prepare_launch(recipe: Path, overrides: dict, resume: bool = True, header: Mapping[str, str] | None = None,
+                   notes: list[str] | None = None) -> tuple[Path, dict]:
+    """Write the effective recipe (recipe + overrides + resume) next to the outputs and return it with its config.
+    What it decided is printed, or added to ``notes`` for the caller to print once its checks pass."""
+    say = notes.append if notes is not None else print
     config = load_yaml(recipe)
     config.update(overrides)
-    _follow_tokenization(config, header or {})
+    _follow_tokenization(config, header or {}, say)
     output_dir = config.get("output_dir")
     if not output_dir and "export_dir" in config:
         raise R1sftError(f"{recipe}: a merge (export) recipe, not a training one: run `llamafactory-cli export "
@@ -188,8 +162,10 @@ def prepare_launch(recipe: Path, overrides: dict, resume: bool = True, header: M
     if resume and "resume_from_checkpoint" not in overrides:
         checkpoint = newest_checkpoint(output_path)
         if checkpoint is not None:
-            config["resume_from_checkpoint"] = _shown(checkpoint)
-            print(f"r1sft: resuming from {checkpoint} (pass resume=false to start over)", flush=True)
+            config["resume_from_checkpoint"] = shown(checkpoint)
+            say(f"r1sft: resuming from {checkpoint} (pass resume=false to start over)")
+    # the progress line's tokens/s (one count per micro-batch; a packed row's mask holds segment ids, not 0/1)
+    config.setdefault("include_num_input_tokens_seen", "all" if config.get("packing") else "non_padding")
     output_path.mkdir(parents=True, exist_ok=True)
     node_rank = os.environ.get("NODE_RANK", "0")
     effective = output_path / f"r1sft_launch.node{node_rank}.yaml"
@@ -198,53 +174,79 @@ def prepare_launch(recipe: Path, overrides: dict, resume: bool = True, header: M
     return effective, config
 
 
-def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool = True) -> int:
-    recipe_path = Path(recipe).resolve()
-    refuse_spaces(recipe_path, "recipe path")
-    refuse_spaces(REPO_ROOT, "r1sft folder")
-    if not recipe_path.is_file():
-        raise R1sftError(f"{recipe}: no such recipe file")
-    overrides = parse_overrides(pairs)
-    print(f"r1sft: recipe {_shown(recipe_path)}" + (f" with {' '.join(pairs)}" if pairs else ""), flush=True)
+def _overrides(recipe_path: Path, pairs: list[str], resume: bool, notes: list[str]) -> tuple[dict, bool]:
+    """The typed overrides, ``resume`` taken out, with the values they imply (a note each), or R1sftError."""
     from r1sft.recipe import lf
+    from r1sft.recipe.overrides import implied
 
+    overrides = parse_overrides(pairs)
     resume_word = str(overrides.pop("resume", "true")).strip().lower()
     if resume_word not in lf.BOOLEAN_WORDS and resume_word not in ("0", "1", "none", "null"):
         raise R1sftError(f"override resume={resume_word}: expected true or false")
     resume = resume and lf.BOOLEAN_WORDS.get(resume_word, resume_word == "1")
     if overrides:  # a typo is caught here, before an output folder or an effective recipe is written
         lf.refuse_unknown_keys(overrides, lf.TRAIN, "override")
+        extra, implies = implied(load_yaml(recipe_path), overrides)
+        notes += [f"r1sft: {note}" for note in implies]
+        overrides.update(extra)
+    return overrides, resume
+
+
+def _check_machine(recipe_path: Path, config: dict, header: Mapping[str, str]) -> int | None:
+    """Refuse (one line naming the fix) a recipe planned for more GPUs than this machine shows, before anything is
+    written. Returns the GPUs shown (None for a CPU recipe)."""
+    if planned_gpus(config, header) == 0:
+        return None
+    visible = visible_gpu_count()
+    problem = gpu_problem(config, header, recipe_path.read_text(encoding="utf-8", errors="replace"), visible,
+                          os.environ.get("NPROC_PER_NODE"))
+    if problem:
+        raise R1sftError(f"{shown(recipe_path)}: {problem}")
+    return visible
+
+
+def _check_recipe(effective: Path) -> None:
+    """``r1sft check`` on the recipe as launched: one problem is the error; several are listed, then refused."""
+    from r1sft.recipe.check import check_recipe
+
+    problems = check_recipe(effective)
+    if len(problems) == 1:
+        raise R1sftError(problems[0])
+    for problem in problems:
+        print(f"r1sft check: {problem}", file=sys.stderr)
+    if problems:
+        raise R1sftError(f"{len(problems)} problems above; nothing launched")
+
+
+def run_training(recipe: str, pairs: list[str], resume: bool = True, check: bool = True) -> int:
+    recipe_path = Path(recipe).resolve()
+    refuse_spaces(recipe_path, "recipe path")
+    refuse_spaces(REPO_ROOT, "r1sft folder")
+    if not recipe_path.is_file():
+        raise R1sftError(f"{recipe}: no such recipe file")
+    # said once the checks pass: a refusal is its one line
+    notes = [f"r1sft: recipe {shown(recipe_path)}" + (f" with {' '.join(pairs)}" if pairs else "")]
+    overrides, resume = _overrides(recipe_path, pairs, resume, notes)
     header = recipe_header(recipe_path)
-    effective, config = prepare_launch(recipe_path, overrides, resume=resume, header=header)
+    visible = _check_machine(recipe_path, {**load_yaml(recipe_path), **overrides}, header)
+    effective, config = prepare_launch(recipe_path, overrides, resume=resume, header=header, notes=notes)
     os.chdir(REPO_ROOT)  # recipes use paths relative to the project root, as LLaMA-Factory's examples do
     if check:
-        from r1sft.recipe.check import check_recipe
-
-        problems = check_recipe(effective)
-        if problems:
-            for problem in problems:
-                print(f"r1sft check: {problem}", file=sys.stderr)
-            return 2
-    env = launch_environment(config, header=header)
+        _check_recipe(effective)
+    print("\n".join(notes), flush=True)
+    env = launch_environment(config, header=header, visible=visible)
     warning = world_size_warning(header, env)
     if warning:
         print(warning, file=sys.stderr, flush=True)
     log_path = Path(config["output_dir"]) / f"train.node{env['NODE_RANK']}.log"
-    print(f"r1sft: NNODES={env['NNODES']} NODE_RANK={env['NODE_RANK']} NPROC_PER_NODE={env['NPROC_PER_NODE']} "
-          f"FORCE_TORCHRUN={env.get('FORCE_TORCHRUN', '0')} MASTER_ADDR={env['MASTER_ADDR']} "
-          f"MASTER_PORT={env.get('MASTER_PORT', 'auto')}", flush=True)
-    print(f"r1sft: llamafactory-cli train {_shown(effective)}  (log: {log_path})", flush=True)
+    if env.get("FORCE_TORCHRUN") == "1":  # what the processes need to meet, said where there are several
+        print(f"r1sft: NNODES={env['NNODES']} NODE_RANK={env['NODE_RANK']} NPROC_PER_NODE={env['NPROC_PER_NODE']} "
+              f"FORCE_TORCHRUN=1 MASTER_ADDR={env['MASTER_ADDR']} MASTER_PORT={env.get('MASTER_PORT', 'auto')}",
+              flush=True)
     cli = shutil.which("llamafactory-cli", path=env["PATH"])
     if cli is None:
         raise R1sftError("llamafactory-cli not found on PATH: run `make setup` or install llamafactory==0.9.5")
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([cli, "train", _shown(effective)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert proc.stdout is not None
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
-            log.write(chunk)
-        code = proc.wait()
-    print(f"r1sft: training exited with {code}; log at {log_path}", flush=True)
-    return code
+    verbose = os.environ.get("R1SFT_VERBOSE", "").strip().lower() in ("1", "true", "yes", "on")
+    print(f"r1sft: llamafactory-cli train {shown(effective)}; full log: {log_path}"
+          + ("" if verbose else " (R1SFT_VERBOSE=1 shows it here)"), flush=True)
+    return run_logged([cli, "train", shown(effective)], env, log_path, config, shown(recipe_path), verbose)
