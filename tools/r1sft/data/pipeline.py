@@ -23,9 +23,10 @@ import orjson
 
 from r1sft.data.atomic import AtomicFiles
 from r1sft.data.conversation import RowRejected
+from r1sft.data.history import EARLIER_REASONING, render_turns
 from r1sft.data.hygiene import Decontaminator, ExactDeduper, NearDeduper, QualityFilter
 from r1sft.data.readers import Input, iter_records, read_parquet_columns, resolve_inputs
-from r1sft.data.reasoning import BEGIN_THOUGHT, SPECIAL_TOKENS, STRATOS_TOKENS, THINK_STYLES, render_reply
+from r1sft.data.reasoning import BEGIN_THOUGHT, SPECIAL_TOKENS, STRATOS_TOKENS, THINK_STYLES
 from r1sft.data.registry import DATASET_INFO, check_dataset_info, folder_lock, sharegpt_entry, updated_dataset_info
 from r1sft.data.report import LengthReport, RejectLog, Stats, side_files, stats_bytes
 from r1sft.data.sampling import SeededSample
@@ -44,6 +45,7 @@ class ConvertOptions:
 
     think: str = "native"  # native | keep | thought | none
     split_think: bool = False  # one think block per reasoning paragraph
+    earlier_reasoning: str = "drop"  # drop | keep: what earlier replies of a multi-turn row keep (data/history.py)
     system: str = "auto"  # auto | keep | drop | replacement text
     name: str | None = None  # dataset_info.json entry (default: the output's stem)
     dedupe: str | None = None  # None | "exact" | "near"
@@ -109,6 +111,8 @@ def _check_options(opts: ConvertOptions) -> None:
         raise R1sftError(f"--think {opts.think!r}: expected one of {', '.join(THINK_STYLES)}")
     if opts.split_think and opts.think not in ("native", "thought"):
         raise R1sftError("--split-think needs --think native or thought")
+    if opts.earlier_reasoning not in EARLIER_REASONING:
+        raise R1sftError(f"--earlier-reasoning {opts.earlier_reasoning!r}: expected {' or '.join(EARLIER_REASONING)}")
     if opts.dedupe not in (None, "exact", "near"):
         raise R1sftError(f"--dedupe {opts.dedupe!r}: expected exact or near")
     if opts.max_tokens is not None and (opts.max_tokens <= 0 or not opts.tokenizer):
@@ -328,10 +332,7 @@ class _Conversion:
                 system, variant, action = policy_apply(conversation.system)
                 if variant:
                     self.r1_seen[variant] += 1
-                turns = []
-                for prompt, reply in conversation.exchanges:
-                    turns.append(prompt)
-                    turns.append(render_reply(reply, think, split_think))
+                turns = render_turns(conversation, think, split_think, opts.earlier_reasoning)
                 try:  # before the hygiene steps: they would choke on the same text with a vaguer reason
                     line = dumps({"conversations": [{"from": "gpt" if i & 1 else "human", "value": text}
                                                     for i, text in enumerate(turns)], "system": system}, None, newline)
@@ -454,6 +455,8 @@ class _Conversion:
             "special_tokens": list(STRATOS_TOKENS) if self.keeps_stratos_markup else list(SPECIAL_TOKENS.get(opts.think, [])),
             "rows": self.stats.rows_out,
         }
+        if opts.earlier_reasoning != "drop":  # absent: dropped (recipe/data.py reads it)
+            meta["earlier_reasoning"] = opts.earlier_reasoning
         if opts.max_tokens:
             meta["max_tokens"] = opts.max_tokens
             meta["tokenizer"] = _portable(opts.tokenizer)

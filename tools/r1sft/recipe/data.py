@@ -74,3 +74,10 @@ def dataset_files_missing(entry: dict[str, Any], dataset_dir: Path) -> str | Non
     if not path.exists():
         return f"its file {path} does not exist"
     return None
+
+
+def datasets_keeping_earlier_reasoning(names: list[str], dataset_dir: Path) -> list[str]:
+    """The named datasets converted with ``--earlier-reasoning keep`` (absent from the entry: dropped)."""
+    info = load_dataset_info(dataset_dir) or {}
+    return [name for name in names
+            if isinstance(info.get(name), dict) and (info[name].get("r1sft") or {}).get("earlier_reasoning") == "keep"]
