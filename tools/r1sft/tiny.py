@@ -1,10 +1,13 @@
 """Tiny, offline stand-ins for Qwen2.5, Qwen3 and Llama-3.2.
 
-Each tiny model has its family's real architecture class (Qwen2 / Qwen3 / Llama), random weights, and a small
-byte-level BPE tokenizer that carries the family's special tokens, pre-tokenizer rules and published chat template.
-That is enough for LLaMA-Factory to load, train, merge and export it exactly as it would the real model, so tests and
-`make demo` exercise the real code paths without touching the Hugging Face hub. Building is deterministic: the same
-arguments give byte-identical files.
+Each tiny model has its family's real architecture class (Qwen2 / Qwen3 / Qwen3-MoE / Llama), random weights, and a
+small byte-level BPE tokenizer that carries the family's special tokens, pre-tokenizer rules and published chat
+template, with the family's published EOS ids and sampling defaults in its configs. That is enough for LLaMA-Factory
+to load, train, merge and export it exactly as it would the real model, so tests and `make demo` exercise the real
+code paths without touching the Hugging Face hub. The stand-ins in ``TINY_PRESETS`` imitate the real layouts where
+they matter: the real Qwen vocabulary (``r1sft.qwen_vocab``: real token ids, so tokenization boundaries are the real
+ones), untied input and output embeddings (7B/8B and larger), Qwen3-MoE experts, a base checkpoint's EOS. Building is
+deterministic: the same arguments give byte-identical files; a cached model built from other inputs is rebuilt.
 """
 
 from __future__ import annotations

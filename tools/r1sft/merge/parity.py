@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from r1sft.errors import R1sftError
@@ -115,13 +116,28 @@ def inference_ids(tokenizer, probe: Probe) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def _tokenizer_files(model_dir: str | os.PathLike) -> tuple:
+    """What a loaded tokenizer depends on: its files and their modification times."""
+    folder = Path(model_dir)
+    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.glob("*"))
+                 if p.is_file() and (p.name.startswith(("tokenizer", "special_tokens")) or p.suffix == ".jinja"))
+
+
+@lru_cache(maxsize=16)
+def _load_tokenizer(model_dir: str, _files: tuple, _role: str):
+    """One instance per role: the served one is never patched; a trained one only ever by its own template."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
 def check_parity(model_dir: str | os.PathLike, template_name: str, enable_thinking: bool | None = True,
                  mask_history: bool = True) -> list[ParityReport]:
     """Compare training and inference ids of every probe for the model in ``model_dir``."""
-    from transformers import AutoTokenizer
-
-    served = AutoTokenizer.from_pretrained(model_dir)  # what inference uses, untouched
-    trained = AutoTokenizer.from_pretrained(model_dir)  # LLaMA-Factory may patch this one
+    # A real vocabulary takes seconds to load: loaded once per version of the files
+    files = _tokenizer_files(model_dir)
+    served = _load_tokenizer(str(model_dir), files, "served")  # what inference uses, untouched
+    trained = _load_tokenizer(str(model_dir), files, f"trained by {template_name}")  # LLaMA-Factory patches it
     template = lf_template(trained, template_name, enable_thinking)
     reports = []
     for probe in probes(template_name, enable_thinking):
@@ -177,14 +193,17 @@ def align_exported(export_dir: str | os.PathLike, merge_config: dict) -> list[st
 
     template = merge_config.get("template", "")
     if not template:
-        return []
+        from r1sft.merge.export import untie_trained_embeddings
+
+        return [note for note in [untie_trained_embeddings(export_dir)] if note]
     thinking, mask = merge_config.get("enable_thinking", True), bool(merge_config.get("mask_history", False))
     notes = [align_exported_chat_template(export_dir, template, thinking, mask)]
-    from r1sft.merge.export import resolve
+    from r1sft.merge.export import resolve, untie_trained_embeddings
 
     family = family_for_model(resolve(str(merge_config.get("model_name_or_path", "")))) or \
         family_for_model(str(export_dir))
     notes.append(align_generation_config(export_dir, end_of_turn(template), family))
+    notes.append(untie_trained_embeddings(export_dir))
     return [note for note in notes if note]
 
 

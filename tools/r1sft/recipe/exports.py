@@ -8,7 +8,9 @@ it) and the base model's ``generation_config.json``. Where either differs from t
 * Llama-3.2's chat template adds a dated system block that LLaMA-Factory's ``llama3`` never trains;
 * Qwen3's drops earlier replies' reasoning, which ``qwen3`` trains in context without ``mask_history``, and served
   with ``enable_thinking=False`` opens an empty think block that ``qwen3_nothink`` never trains;
-* a base checkpoint's generation config stops only at ``<|endoftext|>``, never after a reply's end-of-turn token.
+* a base checkpoint's generation config stops only at ``<|endoftext|>``, never after a reply's end-of-turn token;
+* new special tokens on a model with tied embeddings: LoRA trains the two matrices apart, and the export keeps
+  ``tie_word_embeddings: true`` (``r1sft merge`` unties the config).
 
 For full SFT of a base model the recipe points ``generation_config`` at a file written beside it
 (:func:`base_generation_config`); the trainer saves it with the model.
@@ -74,6 +76,15 @@ def stops_at_end_of_turn(model: str, family: Family, root: Path) -> bool:
     return family.end_of_turn in ids and ids[family.end_of_turn] in (eos if isinstance(eos, list) else [eos])
 
 
+def _tied(model: str, root: Path) -> bool:
+    folder = _local(model, root)
+    if folder is None:
+        preset = _preset_for_hub_id(model)
+        return bool(preset and preset.shape.tied)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return bool(config.get("tie_word_embeddings", False))
+
+
 def plain_export_gaps(merge: dict[str, Any], root: Path) -> list[str]:
     """Why ``llamafactory-cli export`` of this merge recipe would not give a model that matches training."""
     model, template = str(merge.get("model_name_or_path", "")), merge.get("template")
@@ -88,6 +99,9 @@ def plain_export_gaps(merge: dict[str, Any], root: Path) -> list[str]:
         gaps.append(QWEN3_HISTORY)
     if template == "qwen3_nothink" and published == "qwen3.jinja":
         gaps.append(QWEN3_NOTHINK)
+    if merge.get("add_special_tokens") and _tied(model, root):
+        gaps.append("new special tokens train the tied input and output embeddings apart, and plain export keeps "
+                    "tie_word_embeddings: true: a loader that ties them (vLLM) drops one")
     if not stops_at_end_of_turn(model, family, root):
         gaps.append(f"the base checkpoint's generation_config.json does not stop at {family.end_of_turn}, which "
                     "ends every trained reply: the merged model would not stop")
