@@ -4,8 +4,9 @@
 else. A chat-tuned checkpoint lists its end-of-turn token there (Qwen: ``[<|im_end|>, <|endoftext|>]``); a base
 checkpoint lists only ``<|endoftext|>``. Trained on ChatML turns it learns to end each reply with ``<|im_end|>``, and
 with the base config it would never stop (open-r1 #603). Neither LLaMA-Factory's training nor its export rewrites
-that file, so r1sft does: a full-SFT recipe of a base model points ``generation_config`` at the file
-:func:`chat_generation_config` describes (the trainer saves it with the model), and ``r1sft merge`` aligns the
+that file for an adapter, so r1sft does: a full-SFT recipe of a base model points ``generation_config`` at the file
+:func:`chat_generation_config` describes (the trainer saves it with the model; transformers 5's Trainer also puts the
+tokenizer's EOS, already ``<|im_end|>``, first, so the saved list may name it twice), and ``r1sft merge`` aligns the
 exported model's (:func:`align_generation_config`).
 """
 

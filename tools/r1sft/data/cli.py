@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from r1sft.errors import R1sftError
 
     options = ConvertOptions(
-        think=args.think, split_think=args.split_think, earlier_reasoning=args.earlier_reasoning, system=args.system, name=args.name, dedupe=args.dedupe,
+        think=args.think, split_think=args.split_think, system=args.system, name=args.name, dedupe=args.dedupe,
+        earlier_reasoning=args.earlier_reasoning,
         decontaminate=args.decontaminate, max_tokens=args.max_tokens, tokenizer=args.tokenizer,
         min_quality=args.min_quality, limit=args.limit, seed=args.seed, split=args.split, subset=args.subset,
         field_map=args.field_map, require_reasoning=args.require_reasoning, progress=args.progress,

@@ -187,22 +187,20 @@ def align_exported_chat_template(export_dir: str | os.PathLike, template_name: s
 
 
 def align_exported(export_dir: str | os.PathLike, merge_config: dict) -> list[str]:
-    """Chat template and generation config of a fresh export made to match its training; the notes of what changed."""
+    """A fresh export's chat template, generation config and embedding tie made to match its training; the notes of
+    what changed."""
     from r1sft.generation import align_generation_config
+    from r1sft.merge.export import resolve, untie_trained_embeddings
     from r1sft.presets import family_for_model
 
+    notes = []
     template = merge_config.get("template", "")
-    if not template:
-        from r1sft.merge.export import untie_trained_embeddings
-
-        return [note for note in [untie_trained_embeddings(export_dir)] if note]
-    thinking, mask = merge_config.get("enable_thinking", True), bool(merge_config.get("mask_history", False))
-    notes = [align_exported_chat_template(export_dir, template, thinking, mask)]
-    from r1sft.merge.export import resolve, untie_trained_embeddings
-
-    family = family_for_model(resolve(str(merge_config.get("model_name_or_path", "")))) or \
-        family_for_model(str(export_dir))
-    notes.append(align_generation_config(export_dir, end_of_turn(template), family))
+    if template:
+        thinking, mask = merge_config.get("enable_thinking", True), bool(merge_config.get("mask_history", False))
+        notes.append(align_exported_chat_template(export_dir, template, thinking, mask))
+        family = family_for_model(resolve(str(merge_config.get("model_name_or_path", "")))) or \
+            family_for_model(str(export_dir))
+        notes.append(align_generation_config(export_dir, end_of_turn(template), family))
     notes.append(untie_trained_embeddings(export_dir))
     return [note for note in notes if note]
 
