@@ -72,8 +72,9 @@ def flops(shape, method: str, tokens: float, sumsq: float) -> float:
 
     Per token: 6·N (full) or 4·N (LoRA: no weight gradients for the frozen weights) + 12·L·H·d·T, with T the
     length of the document the token belongs to (so the attention term sums T² over documents). Recomputation by
-    gradient checkpointing is not counted: MFU credits only the work the model needs.
+    gradient checkpointing is not counted: MFU credits only the work the model needs. N counts the parameters a
+    token runs through: a MoE model's routed experts only (``Shape.active_params``).
     """
-    n = shape.total_params
+    n = shape.active_params
     per_param = 6 if method == "full" else 4
     return per_param * n * tokens + 12 * shape.layers * shape.heads * shape.head_dim * sumsq

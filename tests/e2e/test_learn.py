@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -31,16 +32,25 @@ def independent_accuracy(samples_file, heldout_file) -> float:
     return correct / total
 
 
-def test_eval_on_the_learned_tiny_model_matches_an_independent_count():
-    proc = run_cli(R1SFT, "learn", "--train-size", "6000", "--test-size", "60", "--epochs", "2", check=False,
-                   timeout=1800)
+def test_a_base_checkpoint_learns_to_stop_and_eval_matches_an_independent_count():
+    """`make learn` from a base-checkpoint stand-in (EOS <|endoftext|>, as Qwen3-8B-Base): the base preset's recipe
+    makes <|im_end|> the trained model's EOS, so it stops on its own: generation stops only at the EOS ids of its
+    generation_config.json, as transformers' generate does."""
+    proc = run_cli(R1SFT, "learn", "--base", "--train-size", "6000", "--test-size", "60", "--epochs", "2",
+                   check=False, timeout=1800)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     report = json.loads((CACHE_DIR / "learn" / "eval.json").read_text())
     samples = CACHE_DIR / "learn" / report["samples_file"]
     assert result["accuracy"] == report["accuracy"]
     assert report["accuracy"] == pytest.approx(independent_accuracy(samples, CACHE_DIR / "learn" / "add3_heldout.jsonl"))
     assert report["accuracy"] > 0.1, "two thirds of the usual training already solve held-out problems"
-    assert result["well_formed"] > 0.9
+    assert result["well_formed"] >= 0.95
+    model, base = Path(result["model"]), CACHE_DIR / "learn" / "base-checkpoint-qwen3"
+    eos = json.loads((model / "generation_config.json").read_text())["eos_token_id"]
+    im_end, endoftext = (json.loads((base / "tokenizer.json").read_text())["added_tokens"][i]["id"] for i in (2, 0))
+    assert json.loads((base / "generation_config.json").read_text())["eos_token_id"] == endoftext  # the base's
+    assert report["settings"]["own_stop"] and report["settings"]["stop_token_ids"] == sorted({im_end, endoftext})
+    assert eos[0] == im_end and set(eos) == {im_end, endoftext}
 
 
 def test_eval_on_a_merged_lora_model_matches_an_independent_count(tmp_path):

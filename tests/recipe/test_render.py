@@ -46,19 +46,22 @@ def _lf_parse(args: dict, root, export: bool):
 @pytest.mark.parametrize(("preset", "method"), COMBOS)
 def test_every_preset_and_method_renders_and_passes_the_parser_and_check(preset, method, root, tmp_path):
     plan, files = _render(root, tmp_path, model=preset, method=method)
-    texts = list(files.values())
+    recipes = [path for path in files if path.suffix == ".yaml"]
+    texts = [files[path] for path in recipes]
     train = yaml.safe_load(texts[0])
     model_args, data_args, training_args, finetuning_args, _ = _lf_parse(train, root, export=False)
     assert finetuning_args.finetuning_type == ("full" if method == "full" else "lora")
     assert data_args.template == plan.template
     if method in ("lora", "qlora", "dora"):
-        assert len(files) == 2
+        assert len(recipes) == 2
         merge = yaml.safe_load(texts[1])
         model_args, *_ = _lf_parse(merge, root, export=True)
         assert model_args.export_dir and model_args.quantization_bit is None
     else:
-        assert len(files) == 1
-    assert check_recipes(list(files), root=root) == []
+        assert len(recipes) == 1
+    # a base model's full SFT saves the generation config written beside the recipe, with its end-of-turn EOS
+    assert (plan.preset.base and method == "full") == (len(files) > len(recipes)) == ("generation_config" in train)
+    assert check_recipes(recipes, root=root) == []
 
 
 @pytest.mark.parametrize(("preset", "method"), [c for c in COMBOS if not presets()[c[0]].tiny])
@@ -148,8 +151,17 @@ def test_unregistered_dataset_is_an_error(root, tmp_path):
 
 
 def test_templates_think_off_and_overrides(root, tmp_path):
-    assert plan_recipe(RecipeRequest(model="qwen3-8b", think="off")).train["template"] == "qwen3_nothink"
-    assert "enable_thinking" not in plan_recipe(RecipeRequest(model="qwen3-8b", think="off")).train
+    # THINK=off: Qwen3's reasoning template with the empty think block in the prompt, as Qwen3 serves no-think
+    assert plan_recipe(RecipeRequest(model="qwen3-8b", think="off")).train["template"] == "qwen3"
+    assert plan_recipe(RecipeRequest(model="qwen3-8b", think="off")).train["enable_thinking"] is False
+    assert plan_recipe(RecipeRequest(model="qwen3-8b", template="qwen3_nothink")).train["template"] == "qwen3_nothink"
+    assert "enable_thinking" not in plan_recipe(RecipeRequest(model="qwen3-8b", template="qwen3_nothink")).train
+    # Qwen3-2507: Thinking has no no-think mode; Instruct trains plain ChatML (qwen3 would add think blocks)
+    with pytest.raises(R1sftError, match="no no-think template"):
+        plan_recipe(RecipeRequest(model="qwen3-30b-a3b-thinking-2507", think="off"))
+    assert plan_recipe(RecipeRequest(model="qwen3-30b-a3b-instruct-2507")).train["template"] == "qwen3_nothink"
+    with pytest.raises(R1sftError, match="does not match"):
+        plan_recipe(RecipeRequest(model="qwen3-30b-a3b-instruct-2507", template="qwen3"))
     assert plan_recipe(RecipeRequest(model="llama3.2-3b")).train["template"] == "llama3"
     assert plan_recipe(RecipeRequest(model="qwen2.5-7b")).train["template"] == "qwen"
     with pytest.raises(R1sftError, match="no no-think template"):

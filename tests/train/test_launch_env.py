@@ -78,7 +78,7 @@ def test_planner_errors_say_what_was_wrong():
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--think", "off", "--template", "qwen3"], "THINK=off with TEMPLATE=qwen3: they disagree"),
+    (["--think", "off", "--set", "enable_thinking=true"], "THINK=off and --set enable_thinking=true disagree"),
     (["--dataset", " , "], "--dataset ' , ': expected comma-separated names"),
     (["--dataset", "r1sft_sample,r1sft_sample"], "dataset r1sft_sample named twice"),
     (["--cutoff", "8192", "--set", "cutoff_len=4096"], "CUTOFF=8192 and --set cutoff_len=4096 disagree"),

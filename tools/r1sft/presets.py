@@ -36,6 +36,13 @@ class Shape:
     max_ctx: int
     attention_bias: bool = False
     qk_norm: bool = False
+    experts: int = 0  # routed experts of a sparse MoE block in every layer (Qwen3-MoE); 0: a dense MLP
+    experts_per_token: int = 0
+    moe_intermediate: int = 0  # one expert's MLP width
+
+    @property
+    def moe(self) -> bool:
+        return self.experts > 0
 
     @property
     def q_dim(self) -> int:
@@ -46,27 +53,40 @@ class Shape:
         return self.kv_heads * self.head_dim
 
     def linears(self) -> list[tuple[str, int, int]]:
-        """(name, in_features, out_features) of the linear layers of one decoder layer: LoRA's ``all`` targets."""
+        """(name, in_features, out_features) of the linear layers of one decoder layer: LoRA's ``all`` targets.
+
+        A MoE layer's experts are not among them: transformers 5 keeps each layer's experts as two fused 3-D
+        parameters (and the router as a parameter), which LLaMA-Factory's ``all`` does not adapt.
+        """
         h, i = self.hidden, self.intermediate
-        return [
-            ("q_proj", h, self.q_dim),
-            ("k_proj", h, self.kv_dim),
-            ("v_proj", h, self.kv_dim),
-            ("o_proj", self.q_dim, h),
-            ("gate_proj", h, i),
-            ("up_proj", h, i),
-            ("down_proj", i, h),
-        ]
+        attention = [("q_proj", h, self.q_dim), ("k_proj", h, self.kv_dim), ("v_proj", h, self.kv_dim),
+                     ("o_proj", self.q_dim, h)]
+        if self.moe:
+            return attention
+        return attention + [("gate_proj", h, i), ("up_proj", h, i), ("down_proj", i, h)]
 
     @property
     def linear_params_per_layer(self) -> int:
         return sum(fan_in * fan_out for _, fan_in, fan_out in self.linears())
 
     @property
+    def expert_params_per_layer(self) -> int:
+        """All experts of one MoE layer (gate, up and down projections each) plus the router."""
+        return self.experts * 3 * self.hidden * self.moe_intermediate + self.experts * self.hidden if self.moe else 0
+
+    @property
     def layer_params(self) -> int:
         bias = self.q_dim + 2 * self.kv_dim if self.attention_bias else 0
         norms = 2 * self.hidden + (2 * self.head_dim if self.qk_norm else 0)
-        return self.linear_params_per_layer + bias + norms
+        return self.linear_params_per_layer + self.expert_params_per_layer + bias + norms
+
+    @property
+    def active_layer_params(self) -> int:
+        """Parameters one token runs through in a layer: a MoE layer's router and its top-k experts only."""
+        if not self.moe:
+            return self.layer_params
+        routed = self.experts_per_token * 3 * self.hidden * self.moe_intermediate + self.experts * self.hidden
+        return self.layer_params - self.expert_params_per_layer + routed
 
     @property
     def embedding_params(self) -> int:
@@ -77,6 +97,12 @@ class Shape:
     def total_params(self) -> int:
         heads = 1 if self.tied else 2
         return self.layers * self.layer_params + heads * self.embedding_params + self.hidden
+
+    @property
+    def active_params(self) -> int:
+        """Parameters a token's forward pass uses (training FLOPs ~ 6 x this): total_params for a dense model."""
+        heads = 1 if self.tied else 2
+        return self.layers * self.active_layer_params + heads * self.embedding_params + self.hidden
 
     @property
     def largest_module_params(self) -> int:
@@ -101,15 +127,21 @@ class Family:
     nothink_template: str | None = None
     attention_bias: bool = False
     qk_norm: bool = False
+    generation: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # sampling defaults
+    chat_template: str | None = None  # chat_templates/ file of its chat-tuned checkpoints
+    end_of_turn: str = "<|im_end|>"  # what the templates close an assistant turn with
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
-    family: Family
+    family: Family  # with the preset's own template choices where it has them (Qwen3-2507)
     shape: Shape
     hub_id: str | None = None
     tiny: bool = False
+    base: bool = False  # a pre-trained (not chat-tuned) checkpoint: its tokenizer ends text with <|endoftext|>
+    chat_template: str | None = None  # the file in chat_templates/ its hub tokenizer carries verbatim, if shipped
+    note: str = ""  # one line the recipe header says about this model
     defaults: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -154,6 +186,9 @@ def families() -> dict[str, Family]:
             nothink_template=spec.get("nothink_template"),
             attention_bias=bool(spec.get("attention_bias", False)),
             qk_norm=bool(spec.get("qk_norm", False)),
+            generation=dict(spec.get("generation") or {}),
+            end_of_turn=spec.get("end_of_turn", "<|im_end|>"),
+            chat_template=spec.get("chat_template"),
         )
     return out
 
@@ -165,10 +200,15 @@ def presets() -> dict[str, Preset]:
     out = {}
     for name, spec in data["presets"].items():
         family = fams[spec["family"]]
+        overrides = {key: spec[key] for key in ("template", "templates", "nothink_template") if key in spec}
+        if overrides:  # a variant with its own templates (Qwen3-Instruct-2507 has no thinking mode)
+            family = replace(family, **{k: tuple(v) if k == "templates" else v for k, v in overrides.items()})
         shape = Shape(**spec["shape"], attention_bias=family.attention_bias, qk_norm=family.qk_norm)
         tiny = bool(spec.get("tiny", False))
         defaults = dict(data["tiny_defaults"] if tiny else {})
-        out[name] = Preset(name=name, family=family, shape=shape, hub_id=spec.get("hub_id"), tiny=tiny, defaults=defaults)
+        out[name] = Preset(name=name, family=family, shape=shape, hub_id=spec.get("hub_id"), tiny=tiny,
+                           base=bool(spec.get("base", False)), note=spec.get("note", ""), defaults=defaults,
+                           chat_template=spec.get("chat_template", family.chat_template))
     return out
 
 
@@ -236,9 +276,22 @@ def shape_from_config(config: dict[str, Any], family: Family, where: str = "conf
             max_ctx=int(config.get("max_position_embeddings") or 0),
             attention_bias=bool(config.get("attention_bias", family.attention_bias)),
             qk_norm=family.qk_norm,
+            **_moe_fields(config, where),
         )
     except KeyError as exc:
         raise R1sftError(f"{where}: missing {exc.args[0]!r}, which the memory plan needs") from None
+
+
+def _moe_fields(config: dict[str, Any], where: str) -> dict[str, int]:
+    """Qwen3-MoE's expert counts; {} for a dense model. Only all-sparse layouts (Qwen3-30B-A3B's) are modelled."""
+    experts = int(config.get("num_experts") or config.get("num_local_experts") or 0)  # the hub name, transformers 5's
+    if not experts:
+        return {}
+    if config.get("mlp_only_layers") or int(config.get("decoder_sparse_step", 1)) != 1:
+        raise R1sftError(f"{where}: some layers are dense (mlp_only_layers / decoder_sparse_step): the memory plan "
+                         "models MoE models whose every layer is sparse")
+    return {"experts": experts, "experts_per_token": int(config["num_experts_per_tok"]),
+            "moe_intermediate": int(config["moe_intermediate_size"])}
 
 
 def with_local_shape(preset: Preset, folder: Path) -> Preset:

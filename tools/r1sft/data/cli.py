@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="reasoning style: native <think> blocks (default), the source markup verbatim, Stratos "
                         "thought/solution tags, or the answer only")
     p.add_argument("--split-think", action="store_true", help="one think block per reasoning paragraph")
+    p.add_argument("--earlier-reasoning", default="drop", choices=("drop", "keep"),
+                   help="multi-turn rows: earlier replies as their answers only, as chat templates show them at "
+                        "inference (drop, default; the recipe trains the last reply), or with their reasoning (keep)")
     p.add_argument("--system", default="auto", metavar="auto|keep|drop|TEXT",
                    help="system prompts; auto (default) drops the known Sky-T1/Stratos prompt unless --think is "
                         "keep or thought, and keeps any other")
@@ -45,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="benchmark files (JSONL/JSON/parquet, problem or question column): drop rows sharing a "
                         "word 8-gram with any problem")
     p.add_argument("--max-tokens", type=int, metavar="N", help="drop rows longer than N templated tokens")
-    p.add_argument("--tokenizer", metavar="PATH_OR_ID", help="tokenizer for --max-tokens and the length report")
+    p.add_argument("--tokenizer", metavar="PATH_OR_ID", help="tokenizer for --max-tokens and the length report: a "
+                   "model folder or hub id, or qwen2.5 / qwen3 (the real vocabulary, offline)")
     p.add_argument("--min-quality", metavar="LEVEL", help="Magpie input_quality floor (good keeps good, excellent)")
     p.add_argument("--limit", type=int, metavar="N", help="write at most N rows (the first N; with --seed a random N)")
     p.add_argument("--seed", type=int, help="seed for --limit sampling and near-dedupe hashing")

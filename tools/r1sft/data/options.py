@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from r1sft.data.history import EARLIER_REASONING
 from r1sft.data.reasoning import THINK_STYLES
 from r1sft.data.sources import SOURCE_OPTIONS, check_source_options
 from r1sft.errors import R1sftError
@@ -21,6 +22,7 @@ class ConvertOptions:
 
     think: str = "native"  # native | keep | thought | none
     split_think: bool = False  # one think block per reasoning paragraph
+    earlier_reasoning: str = "drop"  # drop | keep: what earlier replies of a multi-turn row keep (data/history.py)
     system: str = "auto"  # auto | keep | drop | replacement text
     name: str | None = None  # dataset_info.json entry (default: the output's stem)
     dedupe: str | None = None  # None | "exact" | "near"
@@ -52,6 +54,8 @@ def check_options(opts: ConvertOptions, source_names: list[str]) -> None:
         raise R1sftError(f"--think {opts.think!r}: expected one of {', '.join(THINK_STYLES)}")
     if opts.split_think and opts.think not in ("native", "thought"):
         raise R1sftError("--split-think needs --think native or thought")
+    if opts.earlier_reasoning not in EARLIER_REASONING:
+        raise R1sftError(f"--earlier-reasoning {opts.earlier_reasoning!r}: expected {' or '.join(EARLIER_REASONING)}")
     if opts.dedupe not in (None, "exact", "near"):
         raise R1sftError(f"--dedupe {opts.dedupe!r}: expected exact or near")
     if opts.max_tokens is not None and (opts.max_tokens <= 0 or not opts.tokenizer):

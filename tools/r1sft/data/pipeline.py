@@ -613,6 +613,8 @@ class _Conversion:
             "special_tokens": list(STRATOS_TOKENS) if self.keeps_stratos_markup else list(SPECIAL_TOKENS.get(opts.think, [])),
             "rows": self.stats.rows_out,
         }
+        if opts.earlier_reasoning != "drop":  # absent: dropped (recipe/data.py reads it)
+            meta["earlier_reasoning"] = opts.earlier_reasoning
         if opts.max_tokens:
             meta["max_tokens"] = opts.max_tokens
             meta["tokenizer"] = _portable(opts.tokenizer)

@@ -17,9 +17,10 @@ from typing import NamedTuple
 import orjson
 
 from r1sft.data.conversation import RowRejected
+from r1sft.data.history import render_turns
 from r1sft.data.hygiene import Decontaminator, NearHasher, QualityFilter, prompt_key
 from r1sft.data.readers import LINE_KINDS, Chunk, open_chunk
-from r1sft.data.reasoning import BEGIN_THOUGHT, render_reply
+from r1sft.data.reasoning import BEGIN_THOUGHT
 from r1sft.data.rowformat import converted_row
 from r1sft.data.sources import get_source
 from r1sft.data.system_prompts import SystemPolicy
@@ -95,6 +96,7 @@ class _Converter:
         self.quality = QualityFilter(source.quality_column, opts["min_quality"]) if opts["min_quality"] else None
         self.policy = SystemPolicy(opts["system"], opts["think"])
         self.think, self.split_think = opts["think"], opts["split_think"]
+        self.earlier_reasoning = opts["earlier_reasoning"]
         self.max_tokens = opts["max_tokens"]
         self.decontaminator = shared["decontaminator"]
         self.counter = shared["counter"]
@@ -128,10 +130,7 @@ class _Converter:
 
     def _render(self, conversation, system: str, flags: int):
         think = self.think
-        turns = []
-        for prompt, reply in conversation.exchanges:
-            turns.append(prompt)
-            turns.append(render_reply(reply, think, self.split_think))
+        turns = render_turns(conversation, think, self.split_think, self.earlier_reasoning)
         try:  # before the hygiene steps: they would choke on the same text with a vaguer reason
             line = orjson.dumps(converted_row(turns, system), None, orjson.OPT_APPEND_NEWLINE)
         except TypeError as exc:  # orjson.JSONEncodeError: e.g. a lone surrogate, a valid JSON escape

@@ -21,11 +21,9 @@ class TokenCounter:
         from transformers import AutoTokenizer
 
         self.name = tokenizer
-        path = tokenizer
-        if tokenizer.startswith("tiny-"):  # r1sft's offline tiny presets, handy in tests and demos
-            from r1sft.tiny import ensure_tiny_model
+        from r1sft.qwen_vocab import resolve_tokenizer
 
-            path = str(ensure_tiny_model(tokenizer))
+        path = resolve_tokenizer(tokenizer)  # qwen2.5 / qwen3: the real vocabulary, offline; tiny-*: r1sft's tiny models
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
         except Exception as exc:

@@ -18,6 +18,7 @@ def _run(args: argparse.Namespace) -> int:
         enable_thinking=args.enable_thinking, backend=args.backend, seed=args.seed, problem_key=args.problem_key,
         answer_key=args.answer_key, split=args.split, subset=args.subset,
         trust_remote_code=args.trust_remote_code, progress=not args.no_progress,
+        own_stop=args.stop_tokens == "generation-config",
     )
     print(markdown_table(report))
     report_file = Path(report["report_file"])
@@ -66,6 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None,
                         help="report JSON path (default: <model>/eval/<data>.json); samples go to "
                              "<out stem>.samples.jsonl beside it")
+    parser.add_argument("--stop-tokens", choices=("all", "generation-config"), default="all",
+                        help="stop at the tokenizer's and the model's EOS and the template's end-of-turn token "
+                             "(all, default), or only where the model's generation_config.json says, as "
+                             "transformers' generate does")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

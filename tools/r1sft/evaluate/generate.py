@@ -92,8 +92,9 @@ def build_prompts(tokenizer, problems: Sequence[str], system: str | None = None,
     return prompts
 
 
-def stop_token_ids(tokenizer, model: str) -> list[int]:
-    """EOS ids of the model's generation_config and tokenizer, plus the end-of-turn token its template uses."""
+def stop_token_ids(tokenizer, model: str, own: bool = False) -> list[int]:
+    """EOS ids of the model's generation_config and tokenizer, plus the end-of-turn token its template uses
+    (``own``: the generation_config's alone, what transformers' generate stops at)."""
     ids: list[int] = []
     try:
         from transformers import GenerationConfig
@@ -102,6 +103,8 @@ def stop_token_ids(tokenizer, model: str) -> list[int]:
     except (OSError, ValueError):
         eos = None
     ids += eos if isinstance(eos, list) else [eos] if eos is not None else []
+    if own:
+        return sorted(set(ids))
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""

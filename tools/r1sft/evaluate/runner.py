@@ -55,11 +55,13 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path | None = No
              batch_size: int = 8, system: str | None = None, enable_thinking: bool | None = None,
              backend: str = "auto", seed: int = 0, problem_key: str | None = None, answer_key: str | None = None,
              split: str = "test", subset: str | None = None, trust_remote_code: bool = False,
-             progress: bool = True) -> dict:
+             progress: bool = True, own_stop: bool = False) -> dict:
     """Generate ``n`` answers per problem of ``data`` with ``model``, score them and write the report.
 
     Returns the report dict (also written to ``out``, default ``default_report_path``), whose ``samples_file`` names
     the per-sample JSONL. Data is read and validated before the model is loaded, so a bad file fails fast.
+    ``own_stop``: stop only at the EOS ids of the model's generation_config.json, as transformers' ``generate``
+    does, instead of also at the tokenizer's EOS and the template's end-of-turn token.
     """
     settings = SamplingSettings(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                 batch_size=batch_size, seed=seed)
@@ -80,7 +82,7 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path | None = No
     chosen = resolve_backend(backend)
     tokenizer = load_tokenizer(model_ref, trust_remote_code)
     prompts = build_prompts(tokenizer, [p.problem for p in problems], system, enable_thinking, model_ref)
-    stops = stop_token_ids(tokenizer, model_ref)
+    stops = stop_token_ids(tokenizer, model_ref, own=own_stop)
     if not stops:
         raise R1sftError(f"{model_ref}: no end-of-sequence token in the tokenizer or generation_config")
 
@@ -103,7 +105,7 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path | None = No
         "settings": {"n": settings.n, "temperature": settings.temperature, "top_p": settings.top_p,
                      "max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
                      "seed": settings.seed, "limit": limit, "system": system, "enable_thinking": enable_thinking,
-                     "stop_token_ids": stops},
+                     "stop_token_ids": stops, "own_stop": own_stop},
         # headline copies of metrics.accuracy / metrics.format_compliance, under the names scripts read
         "accuracy": metrics["accuracy"],
         "well_formed": metrics["format_compliance"],

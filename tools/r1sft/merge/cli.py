@@ -11,10 +11,9 @@ from r1sft.yamlio import load_yaml
 def _merge(args: argparse.Namespace) -> int:
     export_dir = export(args.recipe)
     config = load_yaml(args.recipe)
-    from r1sft.merge.parity import align_exported_chat_template
+    from r1sft.merge.parity import align_exported
 
-    note = align_exported_chat_template(export_dir, config.get("template", ""))
-    if note:
+    for note in align_exported(export_dir, config):
         print(f"r1sft merge: {note}")
     if not args.no_verify:
         diff = verify_merge(resolve(config["model_name_or_path"]), resolve(config["adapter_name_or_path"]),

@@ -93,3 +93,44 @@ def resolve(path: str) -> str:
     """Local folders relative to the project root (as in recipes); anything else is a hub id."""
     candidate = REPO_ROOT / path
     return str(candidate) if candidate.exists() else path
+
+
+def _tensor(folder: Path, suffix: str):
+    """The checkpoint tensor whose name ends with ``suffix`` (single or sharded safetensors), or None."""
+    import json
+
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else \
+        [p.name for p in folder.glob("*.safetensors")]
+    for name in files:
+        with safe_open(str(folder / name), "pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (a safe_open handle is not iterable)
+                if key.endswith(suffix):
+                    return handle.get_tensor(key)
+    return None
+
+
+def untie_trained_embeddings(export_dir: str | os.PathLike) -> str | None:
+    """Untie the config of a tied model whose adapter trained its input and output embeddings apart.
+
+    New special tokens make LLaMA-Factory train ``embed_tokens`` and ``lm_head`` as two separate copies
+    (modules_to_save); the export then saves two different matrices under ``tie_word_embeddings: true``.
+    transformers 5 keeps both, but vLLM and older transformers tie them on load and drop one trained matrix, so the
+    served model would not be the trained one.
+    """
+    import torch
+    from transformers import AutoConfig
+
+    folder = Path(export_dir)
+    config = AutoConfig.from_pretrained(folder)
+    if not getattr(config, "tie_word_embeddings", False):
+        return None
+    embed, head = _tensor(folder, "embed_tokens.weight"), _tensor(folder, "lm_head.weight")
+    if embed is None or head is None or torch.equal(embed, head):
+        return None
+    config.tie_word_embeddings = False
+    config.save_pretrained(folder)
+    return (f"{folder / 'config.json'}: tie_word_embeddings set to false: the adapter trained the input and output "
+            "embeddings apart (new special tokens), and a loader that ties them would drop one")

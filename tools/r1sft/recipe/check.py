@@ -344,6 +344,14 @@ def _check_export(recipe: _Recipe) -> None:
         recipe.problem("adapter_name_or_path needs finetuning_type: lora")
 
 
+def _note_plain_export(recipe: _Recipe, root: Path) -> None:
+    """Where plain llamafactory-cli export would not give a model that matches training (r1sft.recipe.exports)."""
+    from r1sft.recipe.exports import export_notes
+
+    for note in export_notes(recipe.args, root):
+        print(f"note: {recipe.shown}: {note}", file=sys.stderr)
+
+
 def _same_path(a: Any, b: Any) -> bool:
     def norm(value: Any) -> str:
         text = str(value).strip().rstrip("/")
@@ -394,6 +402,7 @@ def _check_each(recipes: list[_Recipe], root: Path) -> None:
         _check_model_and_template(recipe, root)
         if recipe.is_export:
             _check_export(recipe)
+            _note_plain_export(recipe, root)
         else:
             _check_numbers(recipe)
             _check_context(recipe, root)

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recipe.add_argument("--packing", action="store_true",
                         help="neat packing: cutoff-long rows of several samples kept apart by varlen attention; "
                         "2-6x the tokens/s on one GPU, ~global-batch samples per step on average (docs/performance.md)")
-    recipe.add_argument("--think", choices=("on", "off"), help="Qwen3 only: off trains with qwen3_nothink")
+    recipe.add_argument("--think", choices=("on", "off"), help="Qwen3 only: off trains qwen3 with enable_thinking off (the empty think block in the prompt)")
     recipe.add_argument("--template", help="LLaMA-Factory template (must suit the model family)")
     recipe.add_argument("--model-path", help="local folder or hub id to train instead of the preset's model")
     recipe.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -110,7 +110,7 @@ def run_recipe(args: argparse.Namespace) -> int:
             print(f"  wrote {_shown(path)}" + (f", {changes[path]}" if changes[path] else ""))
         print(f"  launch: bash run_sft.sh {_shown(plan.sft_path)}")
         if plan.merge_path:
-            print(f"  merge:  llamafactory-cli export {_shown(plan.merge_path)}")
+            print(f"  merge:  {plan.merge_command}")
     return 0
 
 
@@ -133,7 +133,8 @@ def _check_before_writing(files: dict[Path, str]) -> None:
     """
     from r1sft.recipe.check import check_texts
 
-    problems = check_texts(files, shown={path: _shown(path) for path in files})
+    recipes = {path: text for path, text in files.items() if path.suffix == ".yaml"}  # not generation_config.json
+    problems = check_texts(recipes, shown={path: _shown(path) for path in recipes})
     for line in problems:
         print(line, file=sys.stderr)
     if problems:

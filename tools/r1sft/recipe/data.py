@@ -108,3 +108,10 @@ def empty_dataset(name: str, entry: dict[str, Any], dataset_dir: Path) -> str | 
     file = dataset_dir / str(entry.get("file_name", ""))
     return (f"dataset '{name}' has no rows ({file}): LLaMA-Factory would fail loading it; convert data with rows "
             "into it, or leave it out of the datasets")
+
+
+def datasets_keeping_earlier_reasoning(names: list[str], dataset_dir: Path) -> list[str]:
+    """The named datasets converted with ``--earlier-reasoning keep`` (absent from the entry: dropped)."""
+    info = load_dataset_info(dataset_dir) or {}
+    return [name for name in names
+            if isinstance(info.get(name), dict) and (info[name].get("r1sft") or {}).get("earlier_reasoning") == "keep"]

@@ -19,6 +19,9 @@ What is counted, and why (bytes; N parameters, T = micro batch x sequence tokens
   product). LoRA dropout keeps a dropped-out copy (and mask) of every adapted layer's input; DoRA keeps the base
   and LoRA outputs. With gradient checkpointing only each layer's input is kept, plus one layer's full activations
   while it is recomputed.
+* Mixture of experts (Qwen3-MoE): every expert's weights count in the model states (``Shape.total_params``: 30.5B
+  for Qwen3-30B-A3B), only the routed ones in a token's activations (its experts_per_token x moe_intermediate MLP
+  width, plus the router's logits and the routed copies) and in FLOPs (``Shape.active_params``: 3.3B).
 * Logits: without liger, the bf16 logits, their fp32 upcast, log-softmax and gradients: ~12 bytes per token per
   vocabulary entry (31 GB at 16k tokens for a 152k vocabulary). Liger's fused linear cross-entropy works in chunks
   and removes that term, leaving one chunk (~1 GiB, r1sft.patches.liger_chunking).
@@ -96,7 +99,9 @@ def activation_bytes_per_token_layer(
     Liger's fused RMSNorm keeps its fp32 input and one bf16 output (6h, not 8h) and its fused SwiGLU keeps gate, up
     and one product (6I, not 8I): calibrated on an H100 (Qwen2.5-1.5B full SFT, docs/bench/h100-explore-1.5b.md).
     """
-    h, q, i = shape.hidden, shape.q_dim, shape.intermediate
+    h, q = shape.hidden, shape.q_dim
+    # A MoE layer runs each token through experts_per_token experts of width moe_intermediate
+    i = shape.experts_per_token * shape.moe_intermediate if shape.moe else shape.intermediate
     # With a padding mask (micro batch > 1) transformers repeats k/v to every head before SDPA.
     kv = shape.kv_dim if micro_batch == 1 else q
     # A frozen linear (LoRA's base layers) keeps no input for backward: autograd saves a matmul operand only for
@@ -113,7 +118,9 @@ def activation_bytes_per_token_layer(
     total += act_bytes * (2 * q + 2 * kv) + linear_input * q  # q, k after RoPE, v, SDPA output; o_proj's input
     fused = method == "lora" and fused_lora
     # gate, SiLU(gate) (not kept by liger, nor by r1sft.patches.fused_lora's MLP), up; their product is down_proj's input
-    total += (2 if liger or fused else 3) * act_bytes * i + linear_input * i
+    total += (2 if (liger or fused) and not shape.moe else 3) * act_bytes * i + linear_input * i
+    if shape.moe:  # the router's fp32 logits, each routed copy of the token's input and each expert's output
+        total += 4 * shape.experts + 2 * shape.experts_per_token * act_bytes * h
     if fused:
         # r1sft.patches.fused_lora keeps the adapted linears' inputs, once per tensor: the normalised input of q/k/v and of
         # gate/up (o_proj's is SDPA's output, down_proj's is computed again from gate and up), no dropout copies

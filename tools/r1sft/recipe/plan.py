@@ -15,6 +15,7 @@ from typing import Any
 from r1sft import paths
 from r1sft.presets import ADAPTER_METHODS, Preset
 from r1sft.recipe.commands import commands
+from r1sft.recipe.exports import base_generation_config, plain_export_gaps
 from r1sft.recipe.fit import METHOD_NAMES, fit, partial_checkpointing
 from r1sft.recipe.memory import GIB, MemoryEstimate
 from r1sft.recipe.request import Notes, RecipeRequest, read_request
@@ -58,6 +59,22 @@ class Plan:
     make_command: str
     sft_path: Path
     merge_path: Path | None
+    export_gaps: list[str]  # why plain llamafactory-cli export would not match training (then: r1sft merge)
+    generation_config: dict[str, Any] | None = None  # written beside the recipe (a base model's full SFT)
+
+    @property
+    def generation_config_path(self) -> Path:
+        return self.sft_path.with_name("generation_config.json")
+
+    @property
+    def merge_command(self) -> str | None:
+        """How to merge: plain export where it matches training, else r1sft merge."""
+        if self.merge_path is None:
+            return None
+        from r1sft.recipe.request import display
+
+        tool = "r1sft merge" if self.export_gaps else "llamafactory-cli export"
+        return f"{tool} {display(self.merge_path).as_posix()}"
 
     @property
     def world(self) -> int:
@@ -113,6 +130,10 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     merge = merge_values(inputs, train)
     preset, method = inputs.preset, inputs.method
     out_dir = (request.out_dir or paths.RECIPES_DIR) / preset.name
+    generation = _base_generation(inputs, train, notes, out_dir)
+    if preset.note:
+        notes.reason(preset.note)
+    gaps = plain_export_gaps(merge, paths.REPO_ROOT) if merge else []
     command, make_command = commands(request, preset.name, method, inputs.gpus)
     return Plan(
         request=request, preset=preset, method=method, model_path=inputs.model_path, template=inputs.template,
@@ -124,4 +145,25 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         merge=merge, merge_why=MERGE_WHY, why=notes.why, reasons=notes.reasons, header_reasons=notes.header,
         warnings=notes.warnings, command=command, make_command=make_command,
         sft_path=out_dir / f"{method}_sft.yaml", merge_path=out_dir / f"{method}_merge.yaml" if merge else None,
+        export_gaps=gaps, generation_config=generation,
     )
+
+
+def _base_generation(inputs, train: dict[str, Any], notes: Notes, out_dir: Path) -> dict[str, Any] | None:
+    """A base checkpoint's full SFT saves the generation config written beside the recipe (r1sft.generation)."""
+    preset = inputs.preset
+    if not preset.base:
+        return None
+    eot = preset.family.end_of_turn
+    notes.reason(f"base checkpoint: its tokenizer ends text with <|endoftext|>; the {train['template']} template makes "
+                 f"{eot} the EOS for training, and " + ("the saved generation_config.json lists it" if
+                 inputs.method == "full" else "r1sft merge writes it into the merged model's generation_config.json"))
+    if inputs.method != "full" or "generation_config" in train:
+        return None
+    from r1sft.recipe.request import display
+
+    config = base_generation_config(preset, inputs.model_path, paths.REPO_ROOT)
+    train["generation_config"] = display(out_dir / "generation_config.json").as_posix()
+    notes.why["generation_config"] = (f"base model: saved with {preset.family.end_of_turn} as EOS and "
+                                      f"{preset.family.name}'s sampling defaults")
+    return config

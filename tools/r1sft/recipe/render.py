@@ -161,6 +161,8 @@ def render_recipe(plan: Plan, *, templates_dir: Path | None = None) -> dict[Path
     if plan.merge is not None and plan.merge_path is not None:
         emitter = _Emitter(plan.merge, plan.merge_why, [], MERGE_TEMPLATE)
         out[plan.merge_path] = _render(env, MERGE_TEMPLATE, {**context, "recipe_path": merge_shown}, emitter, plan.merge)
+    if plan.generation_config is not None:  # what the recipe's generation_config key points at
+        out[plan.generation_config_path] = json.dumps(plan.generation_config, indent=2) + "\n"
     return out
 
 

@@ -19,6 +19,7 @@ from r1sft.recipe.data import SAMPLE_DATASET, datasets_special_tokens, empty_dat
 
 # The longest RoPE stretch over the model's context a recipe may ask for (Qwen2.5/Qwen3's YaRN factor 4).
 ROPE_SCALING_LIMIT = 4
+REASONING_TEMPLATES = ("qwen3",)  # LLaMA-Factory ReasoningTemplates: enable_thinking decides where <think> goes
 DEEPSPEED_CHOICES = ("auto", "none", "z0", "z2", "z3", "z3_offload")
 # --set keys the planner reads as inputs (each is decided with the rest of the plan); every other key is passed on.
 PLANNED_SET_KEYS = ("model_name_or_path", "template", "dataset", "dataset_dir", "cutoff_len",
@@ -88,6 +89,7 @@ class Inputs:
     liger_override: Any  # --set enable_liger_kernel
     deepspeed: str  # one of DEEPSPEED_CHOICES
     passthrough: dict[str, Any]  # the other --set keys, checked later against LLaMA-Factory's own
+    enable_thinking: bool | None = None  # the reasoning template's mode (THINK=on/off); None for other templates
 
     @property
     def cpu(self) -> bool:
@@ -140,7 +142,7 @@ def read_request(request: RecipeRequest, notes: Notes, data_dir: Path, build_tin
     if request.method not in METHODS:
         raise R1sftError(f"unknown method '{request.method}': choose one of {', '.join(METHODS)}")
     preset, model_path = _model(request, planned, preset, notes, build_tiny)
-    template = _template(request, planned, preset)
+    template, enable_thinking = _template(request, planned, preset, overrides)
     datasets, special = _datasets(request, planned, data_dir)
     defaults = {**catalogue()["defaults"], **preset.defaults}
     gpus, nodes, gpu_mem = _hardware(request, defaults, notes)
@@ -151,7 +153,7 @@ def read_request(request: RecipeRequest, notes: Notes, data_dir: Path, build_tin
         global_batch=0, fixed_per_device=planned.get("per_device_train_batch_size"),
         fixed_grad_accum=planned.get("gradient_accumulation_steps"),
         gc_override=planned.get("disable_gradient_checkpointing"), liger_override=planned.get("enable_liger_kernel"),
-        deepspeed=request.deepspeed, passthrough=overrides,
+        deepspeed=request.deepspeed, passthrough=overrides, enable_thinking=enable_thinking,
     )
     inputs.cutoff = _cutoff(inputs, planned.get("cutoff_len"), notes)
     inputs.global_batch = _global_batch(inputs)
@@ -184,29 +186,32 @@ def _local_folder(model_path: str) -> Path | None:
     return folder if (folder / "config.json").is_file() else None
 
 
-def _template(request: RecipeRequest, planned: dict, preset: Preset) -> str:
+def _template(request: RecipeRequest, planned: dict, preset: Preset, overrides: dict) -> tuple[str, bool | None]:
+    """The LLaMA-Factory template and, for Qwen3's reasoning template, its enable_thinking (THINK=on/off)."""
     family = preset.family
     template = planned.get("template") or request.template
     think = (request.think or "on").lower()
     if think not in ("on", "off"):
         raise R1sftError(f"THINK={request.think}: expected on or off")
-    if think == "off" and not family.nothink_template:
-        raise R1sftError(
-            f"THINK=off: {family.name} has no no-think template (only Qwen3 switches with qwen3_nothink); "
-            f"its template '{family.template}' trains <think> text verbatim"
-        )
-    if think == "off" and template and template != family.nothink_template:
-        raise R1sftError(f"THINK=off with TEMPLATE={template}: they disagree (THINK=off trains with "
-                         f"{family.nothink_template}); drop one")
     if think == "off":
-        template = family.nothink_template
+        if not family.nothink_template:
+            raise R1sftError(
+                f"THINK=off: {preset.name} has no no-think template (Qwen3 has: qwen3 with enable_thinking off); "
+                f"its template '{family.template}' trains <think> text as it is"
+            )
+        template = template or family.nothink_template
     template = template or family.template
     if template not in family.templates:
         raise R1sftError(
-            f"template '{template}' does not match {preset.name} ({family.name} models use "
+            f"template '{template}' does not match {preset.name} ({preset.name} uses "
             f"{' or '.join(family.templates)})"
         )
-    return template
+    if template not in REASONING_TEMPLATES:
+        return template, None
+    asked = overrides.get("enable_thinking")
+    if asked is not None and request.think is not None and bool(asked) != (think == "on"):
+        raise R1sftError(f"THINK={think} and --set enable_thinking={str(asked).lower()} disagree: use one")
+    return template, (think == "on") if asked is None else bool(asked)
 
 
 def _datasets(request: RecipeRequest, planned: dict, data_dir: Path) -> tuple[list[str], list[str]]:

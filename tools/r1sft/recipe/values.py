@@ -18,12 +18,16 @@ TOKENIZATION_KEYS = ("model_name_or_path", "template", "dataset", "dataset_dir",
                      "split_special_tokens", "mask_history", "train_on_prompt", "max_samples", "tool_format",
                      "default_system", "val_size", "eval_dataset", "seed", "mix_strategy", "interleave_probs",
                      "eval_on_each_dataset", "streaming")
+MOE_LORA_TARGET = "q_proj,k_proj,v_proj,o_proj"
+MOE_AUX_LOSS = 0.001  # Qwen3-30B-A3B's config.json router_aux_loss_coef
 # Where the catalogue's training defaults come from (presets.yaml `defaults`).
 ANCHORS = "the Sky-T1 and Bespoke-Stratos recipes"
 MERGE_WHY = {
     "adapter_name_or_path": "the training recipe's output_dir",
     "add_special_tokens": "the same tokens as training, or merging fails with a size mismatch",
     "export_device": "merge in CPU RAM: no GPU needed",
+    "enable_thinking": "as trained: r1sft merge checks the chat template against it",
+    "mask_history": "as trained: r1sft merge checks the chat template against it",
 }
 
 
@@ -75,6 +79,13 @@ def _method(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: Pa
         train["lora_alpha"] = int(lora["alpha"])
         train["lora_dropout"] = float(lora["dropout"])
         train["lora_target"] = str(lora["target"])
+        if inputs.preset.shape.moe:
+            train["lora_target"] = MOE_LORA_TARGET
+            notes.why["lora_target"] = ("MoE: attention only; the experts are fused 3-D weights (no linears to "
+                                        "adapt) and the router stays frozen")
+    elif inputs.preset.shape.moe:
+        train["moe_aux_loss_coef"] = MOE_AUX_LOSS
+        notes.why["moe_aux_loss_coef"] = "keep the router's load-balancing loss (Qwen3-MoE's router_aux_loss_coef)"
     if inputs.method == "dora":
         train["use_dora"] = True
     if chosen.deepspeed:
@@ -85,18 +96,34 @@ def _dataset(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: P
     train["dataset"] = ",".join(inputs.datasets)
     train["dataset_dir"] = display(data_dir).as_posix()
     train["template"] = inputs.template
-    if inputs.template == "qwen3":
-        train["enable_thinking"] = True
-        notes.why["template"] = "Qwen3 reasoning template (THINK=off: qwen3_nothink)"
-        notes.why["enable_thinking"] = "train the <think> block; turns without one get an empty block"
+    if inputs.enable_thinking is not None:
+        train["enable_thinking"] = inputs.enable_thinking
+        notes.why["template"] = "Qwen3 reasoning template"
+        notes.why["enable_thinking"] = (
+            "THINK=on: train the <think> block; a reply without one gets an empty block" if inputs.enable_thinking
+            else "THINK=off: the empty <think> block sits in the prompt, as Qwen3 serves enable_thinking=False")
     elif inputs.template == "qwen3_nothink":
-        notes.why["template"] = "THINK=off: plain ChatML, no <think> handling"
+        notes.why["template"] = "plain ChatML, no <think> handling"
+    _history(train, inputs, notes, data_dir)
     train["cutoff_len"] = inputs.cutoff
     if chosen.samples_per_pack is not None:
         train["packing"] = True
         train["neat_packing"] = True
     train["preprocessing_num_workers"] = 1 if inputs.cpu else 16
     train["dataloader_num_workers"] = 0 if inputs.cpu else 4
+
+
+def _history(train: dict, inputs: Inputs, notes: Notes, data_dir: Path) -> None:
+    """mask_history unless the data kept earlier replies' reasoning (r1sft convert --earlier-reasoning keep)."""
+    from r1sft.recipe.data import datasets_keeping_earlier_reasoning
+
+    keeping = datasets_keeping_earlier_reasoning(inputs.datasets, data_dir)
+    if keeping:
+        notes.reason(f"{', '.join(keeping)} kept earlier replies' reasoning: every reply is trained, with it in "
+                     "context")
+        return
+    train["mask_history"] = True
+    notes.why["mask_history"] = "multi-turn rows: train the last reply; earlier ones are context, as served"
 
 
 def _output(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: Path) -> None:
@@ -213,7 +240,8 @@ def merge_values(inputs: Inputs, train: dict) -> dict[str, Any] | None:
         "finetuning_type": "lora",
         "trust_remote_code": False,
     }
-    for key in ("trust_remote_code", "add_tokens", "add_special_tokens", "resize_vocab"):
+    for key in ("trust_remote_code", "add_tokens", "add_special_tokens", "resize_vocab", "enable_thinking",
+                "mask_history"):
         if key in train:
             merge[key] = train[key]
     merge.update({"export_dir": f"{method_dir(inputs)}/merged", "export_size": 5, "export_device": "cpu",

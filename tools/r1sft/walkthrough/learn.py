@@ -75,11 +75,14 @@ def write_task(folder: Path, train_size: int, test_size: int, seed: int) -> tupl
 def run_learn(args: argparse.Namespace) -> dict:
     work = CACHE_DIR / "learn"
     train_file, heldout = write_task(work, args.train_size, args.test_size, args.seed)
-    base = work / "base-qwen3"
+    base = work / ("base-checkpoint-qwen3" if args.base else "base-qwen3")
+    # --base: a base checkpoint's tokenizer and generation config (EOS <|endoftext|>, as Qwen3-8B-Base): the recipe
+    # must make <|im_end|> the EOS, and the evaluation stops only where the trained model's own config says
+    preset, base_flags = ("tiny-qwen3-base", ["--base"]) if args.base else ("tiny-qwen3", [])
     run_step("build a small Qwen3-architecture model (random weights)",
           [*R1SFT, "tiny-model", "--family", "qwen3", "--out", str(base), "--hidden", str(args.hidden),
            "--layers", str(args.layers), "--heads", "4", "--kv-heads", "2", "--intermediate", str(args.hidden * 3),
-           "--seed", str(args.seed)])
+           "--seed", str(args.seed), *base_flags])
     data_file = work / "data" / f"{TASK_NAME}.jsonl"  # its own dataset_info.json: data/ stays the user's
     run_step("convert the Magpie-schema task data", [*R1SFT, "convert", "magpie-reasoning", "--input", str(train_file),
                                                   "--output", str(data_file), "--think", "native"])
@@ -88,15 +91,16 @@ def run_learn(args: argparse.Namespace) -> dict:
     # steps here); real models come pretrained, tiny ones do not. The merge path is covered by `make demo` and tests.
     sets = [f"learning_rate={args.learning_rate}", f"num_train_epochs={args.epochs}", "logging_steps=25",
             "save_strategy=no", "max_steps=-1", f"output_dir={work / 'sft'}"]
-    run_step("render the recipe", [*R1SFT, "recipe", "tiny-qwen3", "--method", "full", "--model-path", str(base),
+    run_step("render the recipe", [*R1SFT, "recipe", preset, "--method", "full", "--model-path", str(base),
                                 "--dataset", TASK_NAME, "--data-dir", str(data_file.parent), "--global-batch", str(args.batch), "--cutoff", "256",
                                 "--out-dir", str(out_dir), *[item for kv in sets for item in ("--set", kv)]])
-    train_recipe = out_dir / "tiny-qwen3" / "full_sft.yaml"
+    train_recipe = out_dir / preset / "full_sft.yaml"
     run_step("train", ["bash", "run_sft.sh", str(train_recipe), "resume=false", "overwrite_output_dir=true"])
     trained = REPO_ROOT / load_yaml(train_recipe)["output_dir"]
     report = work / "eval.json"
     run_step("evaluate on held-out problems", [*R1SFT, "eval", str(trained), "--data", str(heldout), "--temperature", "0",
-                                            "--max-new-tokens", "160", "--batch-size", "50", "--out", str(report)])
+                                            "--max-new-tokens", "160", "--batch-size", "50", "--out", str(report),
+                                            *(["--stop-tokens", "generation-config"] if args.base else [])])
     summary = json.loads(report.read_text())
     result = {"well_formed": summary["well_formed"], "accuracy": summary["accuracy"],
               "heldout": args.test_size, "train_rows": args.train_size, "model": str(trained)}
@@ -120,4 +124,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1.5e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--base", action="store_true",
+                        help="start from a base-checkpoint stand-in (EOS <|endoftext|>) and stop generation only where "
+                             "the trained model's generation_config.json says")
     parser.set_defaults(func=_run)
