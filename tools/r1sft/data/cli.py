@@ -74,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="s1k: keep only rows whose deepseek_grade is Yes")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     p.add_argument("--no-register", dest="register", action="store_false", help="do not touch dataset_info.json")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="write a conversion that yields no rows (default: exit 2, nothing written)")
     p.set_defaults(func=run)
 
 

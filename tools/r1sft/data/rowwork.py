@@ -73,6 +73,7 @@ class ChunkResult(NamedTuple):
     bands: array | None  # near-dedupe band keys of the converted rows, concatenated
     band_counts: bytes | None  # per converted row: how many of them
     lengths: array | None  # per converted row: characters of its rendered answers (--max-per-prompt)
+    columns: tuple | None = None  # the first readable row's columns, before --map (for the reasoning-column warning)
 
 
 class _TooLong(RowRejected):
@@ -177,6 +178,7 @@ class RowWorker:
         keys = array("Q") if self.spec.keys else None
         bands, band_counts = (array("Q"), bytearray()) if self.spec.near else (None, None)
         lengths = array("q") if self.spec.lengths else None
+        columns = None
         for i, (data, error, detail, line) in enumerate(rows):
             if lines is not None:
                 lines.append(line)
@@ -184,6 +186,8 @@ class RowWorker:
                 status.append(UNREADABLE)
                 rejects.append((error, detail, None, None))
                 continue
+            if columns is None:
+                columns = tuple(data)
             if field_map:
                 for src, dst in field_map.items():
                     if src in data:
@@ -215,7 +219,7 @@ class RowWorker:
             if lengths is not None:
                 lengths.append(length)
         return ChunkResult(len(status), span[0], lines, bytes(status), rejects, missing, out, bytes(flags), tokens,
-                           keys, bands, bytes(band_counts) if band_counts is not None else None, lengths)
+                           keys, bands, bytes(band_counts) if band_counts is not None else None, lengths, columns)
 
 
 def _unwritable(exc: TypeError) -> tuple[str, str]:

@@ -1,0 +1,93 @@
+"""A newcomer's mistakes with ``r1sft convert`` (issue 19): each stops with one line naming the fix, exit 2, before
+anything is written, or does what the user meant."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from r1sft.data import convert
+from r1sft.errors import R1sftError
+from tests.conftest import run_cli
+from tests.fixtures import dataset_rows as fx
+
+R1SFT_CONVERT = [sys.executable, "-c", "import sys, r1sft.cli as c; c.SUBCOMMAND_MODULES = ('r1sft.data.cli',); "
+                 "sys.exit(c.main(sys.argv[1:]))", "convert"]
+
+
+def _one_line_exit_2(proc) -> str:
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.stdout, err)
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("rows", [[], [{"system": "", "conversations": [{"from": "user", "value": "hi"}]}]],
+                         ids=["no_rows", "all_dropped"])
+def test_a_conversion_without_rows_exits_2_and_registers_nothing(tmp_path, rows):
+    src = fx.write_jsonl(tmp_path / "in.jsonl", rows)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text("{}\n")
+    err = _one_line_exit_2(run_cli(*R1SFT_CONVERT, "bespoke-stratos", "-i", str(src), "-o", str(folder / "e.jsonl"),
+                                   check=False))
+    assert "--allow-empty" in err, err
+    assert sorted(os.listdir(folder)) == ["dataset_info.json"]
+    assert (folder / "dataset_info.json").read_text() == "{}\n"
+    proc = run_cli(*R1SFT_CONVERT, "bespoke-stratos", "-i", str(src), "-o", str(folder / "e.jsonl"), "--allow-empty")
+    assert "e" in json.loads((folder / "dataset_info.json").read_text())
+    assert "empty dataset" in proc.stderr
+
+
+def test_a_reply_less_conversation_is_no_reply():
+    from r1sft.data.conversation import RowRejected
+    from r1sft.data.sources import get_source
+
+    with pytest.raises(RowRejected, match="no_reply"):
+        get_source("sharegpt").convert({"conversations": [{"from": "human", "value": "a"}]})
+
+
+def test_an_unknown_source_gets_a_did_you_mean(tmp_path):
+    src = fx.write_jsonl(tmp_path / "in.jsonl", fx.bespoke_rows(1))
+    err = _one_line_exit_2(run_cli(*R1SFT_CONVERT, "bespoke-stratoss", "-i", str(src), "-o",
+                                   str(tmp_path / "o.jsonl"), check=False))
+    assert "did you mean 'bespoke-stratos'" in err, err
+    with pytest.raises(R1sftError, match="did you mean 'sky-t1'"):
+        convert("sky-t2", src, tmp_path / "o.jsonl")
+
+
+def _qa_rows(reasoning: str = "thinking") -> list[dict]:
+    return [{"question": f"What is {i} + 1?", reasoning: f"{i} plus one is {i + 1}.", "answer": str(i + 1)}
+            for i in range(3)]
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_custom_map_warns_about_an_unmapped_reasoning_column_and_can_map_it(tmp_path, kind):
+    src = fx.WRITERS[kind](tmp_path / f"in.{kind}", _qa_rows())
+    out = tmp_path / "out.jsonl"
+    qa = "question=instruction,answer=output"
+    proc = run_cli(*R1SFT_CONVERT, "custom", "-i", str(src), "-o", str(out), "--map", qa)
+    warnings = [line for line in proc.stderr.splitlines() if "chain of thought" in line]
+    assert len(warnings) == 1 and "thinking=reasoning" in warnings[0], proc.stderr
+    assert json.loads(out.read_text().splitlines()[0])["conversations"][1]["value"] == "1"
+    proc = run_cli(*R1SFT_CONVERT, "custom", "-i", str(src), "-o", str(out), "--map", qa + ",thinking=reasoning")
+    assert "chain of thought" not in proc.stderr
+    first = json.loads(out.read_text().splitlines()[0])
+    assert first["conversations"][1]["value"] == "<think>\n0 plus one is 1.\n</think>\n\n1"
+    # a column already called ``reasoning`` is read as the chain of thought, like ``system`` or ``input``
+    src = fx.WRITERS[kind](tmp_path / f"in2.{kind}", _qa_rows("reasoning"))
+    proc = run_cli(*R1SFT_CONVERT, "custom", "-i", str(src), "-o", str(out), "--map", qa)
+    assert "chain of thought" not in proc.stderr
+    assert json.loads(out.read_text().splitlines()[0]) == first
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_a_typo_in_a_map_source_names_the_source_column(tmp_path, kind):
+    src = fx.WRITERS[kind](tmp_path / f"in.{kind}", _qa_rows())
+    err = _one_line_exit_2(run_cli(*R1SFT_CONVERT, "custom", "-i", str(src), "-o", str(tmp_path / "qa.jsonl"),
+                                   "--map", "question=instruction,answr=output", check=False))
+    assert "no column 'answr'" in err and "the file has: answer, question, thinking" in err, err
+    assert "missing column(s) output" not in err
