@@ -91,3 +91,37 @@ def test_a_typo_in_a_map_source_names_the_source_column(tmp_path, kind):
                                    "--map", "question=instruction,answr=output", check=False))
     assert "no column 'answr'" in err and "the file has: answer, question, thinking" in err, err
     assert "missing column(s) output" not in err
+
+
+def test_an_output_in_a_folder_that_does_not_exist_is_refused_before_anything_is_written(tmp_path):
+    src = fx.write_jsonl(tmp_path / "in.jsonl", fx.bespoke_rows(2))
+    out = tmp_path / "data" / "nodir" / "x.jsonl"
+    err = _one_line_exit_2(run_cli(*R1SFT_CONVERT, "bespoke-stratos", "-i", str(src), "-o", str(out), check=False))
+    assert "does not exist" in err and "data/x.jsonl" in err and "dataset_dir" in err, err
+    assert not (tmp_path / "data").exists()
+    # an existing folder is a dataset_dir of the user's own: registered there, with a note on how recipes find it
+    out.parent.mkdir(parents=True)
+    proc = run_cli(*R1SFT_CONVERT, "bespoke-stratos", "-i", str(src), "-o", str(out))
+    assert "x" in json.loads((out.parent / "dataset_info.json").read_text())
+    assert f"set dataset_dir: {out.parent}" in proc.stdout, proc.stdout
+    # --no-register writes anywhere (nothing to find)
+    run_cli(*R1SFT_CONVERT, "bespoke-stratos", "-i", str(src), "-o", str(tmp_path / "new" / "y.jsonl"), "--no-register")
+    assert (tmp_path / "new" / "y.jsonl").is_file()
+
+
+def test_registering_into_a_tracked_dataset_info_says_so(tmp_path):
+    import subprocess
+
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text("{}\n")
+    git = ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "dataset_info.json"], check=True)
+    subprocess.run([*git, "commit", "-qm", "info"], check=True)
+    src = fx.write_jsonl(tmp_path / "in.jsonl", fx.bespoke_rows(2))
+    proc = run_cli(*R1SFT_CONVERT, "bespoke-stratos", "-i", str(src), "-o", str(folder / "mine.jsonl"))
+    notes = [line for line in proc.stdout.splitlines() if "tracked by git" in line]
+    assert len(notes) == 1 and "'mine'" in notes[0], proc.stdout
+    proc = run_cli(*R1SFT_CONVERT, "bespoke-stratos", "-i", str(src), "-o", str(folder / "mine.jsonl"))
+    assert "tracked by git" not in proc.stdout  # unchanged this time: nothing to say
