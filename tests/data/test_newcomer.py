@@ -125,3 +125,40 @@ def test_registering_into_a_tracked_dataset_info_says_so(tmp_path):
     assert len(notes) == 1 and "'mine'" in notes[0], proc.stdout
     proc = run_cli(*R1SFT_CONVERT, "bespoke-stratos", "-i", str(src), "-o", str(folder / "mine.jsonl"))
     assert "tracked by git" not in proc.stdout  # unchanged this time: nothing to say
+
+
+def test_the_length_filter_loads_no_torch_and_counts_in_batches_exactly_as_auto_tokenizer(tmp_path):
+    """The memory of ``--tokenizer`` was torch's (AutoTokenizer imports it: ~600 MB) and its time the per-row
+    encode calls: a fast tokenizer is read with ``tokenizers`` alone and rows are encoded a chunk at a time."""
+    import subprocess
+
+    code = ("import sys; from r1sft.data.tokens import TokenCounter; t = TokenCounter('tiny-qwen3'); "
+            "print(t.base, t.per_exchange, 'torch' in sys.modules, 'transformers.models' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[-2:] == ["False", "False"], out
+    from r1sft.data.tokens import TokenCounter
+    from r1sft.tiny import ensure_tiny_model
+
+    fast = TokenCounter("tiny-qwen3")
+    auto = TokenCounter.__new__(TokenCounter)
+    auto._load_auto(str(ensure_tiny_model("tiny-qwen3")))
+    assert (fast.base, fast.per_exchange) == auto._measure_overhead()
+    conversations = [("", ["What is 1 + 1?", "<think>\nOne and one.\n</think>\n\n2"]),
+                     ("Be brief.", ["a", "b", "c d e", "<think>\nx\n</think>\n\ny"]), ("", ["é" * 50, "ok"])]
+    assert fast.count_many(conversations) == [fast.count(*c) for c in conversations]
+    auto.base, auto.per_exchange = auto._measure_overhead()
+    assert fast.count_many(conversations) == auto.count_many(conversations)
+    # --max-tokens through the batched path: the same rows kept and dropped as counted one by one
+    rows = fx.bespoke_rows(6)
+    for i, row in enumerate(rows):  # reasoning of growing length
+        reply = row["conversations"][1]
+        reply["value"] = reply["value"].replace("<|begin_of_thought|>\n\n", "<|begin_of_thought|>\n\n" + "so " * 9 * i)
+    src = fx.write_jsonl(tmp_path / "in.jsonl", rows)
+    kept = convert("bespoke-stratos", src, tmp_path / "all.jsonl", tokenizer="tiny-qwen3", progress=False,
+                   register=False).tokens
+    assert kept["rows"] == 6 and kept["p50"] < kept["max"]
+    stats = convert("bespoke-stratos", src, tmp_path / "o.jsonl", tokenizer="tiny-qwen3", progress=False,
+                    max_tokens=kept["p50"], register=False)
+    assert stats.rows_out == 3 and stats.dropped == {"too_long": 3} and stats.tokens["max"] == kept["p50"]
+    rejects = [json.loads(line) for line in (tmp_path / "o.rejects.jsonl").read_text().splitlines()]
+    assert [r["row"] for r in rejects] == [3, 4, 5] and all(r["reason"] == "too_long" for r in rejects)
