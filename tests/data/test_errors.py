@@ -155,12 +155,15 @@ def test_failed_run_keeps_previous_outputs(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"[]", b"  [ ]\n"])
-def test_empty_input_gives_empty_output_and_a_warning(tmp_path, content):
+def test_empty_input_with_allow_empty_gives_empty_output_and_a_warning(tmp_path, content):
     src = tmp_path / ("empty.json" if b"[" in content else "empty.jsonl")
     src.write_bytes(content)
     folder = _existing_folder(tmp_path)
     out = folder / "empty.jsonl"
-    proc = run_cli(*R1SFT_CONVERT, "bespoke-stratos", "--input", str(src), "--output", str(out))
+    refused = run_cli(*R1SFT_CONVERT, "bespoke-stratos", "--input", str(src), "--output", str(out), check=False)
+    assert refused.returncode == 2 and "--allow-empty" in refused.stderr, refused.stderr
+    assert sorted(os.listdir(folder)) == ["dataset_info.json"]
+    proc = run_cli(*R1SFT_CONVERT, "bespoke-stratos", "--input", str(src), "--output", str(out), "--allow-empty")
     assert "warning: no rows in" in proc.stderr and str(src) in proc.stderr
     assert out.read_bytes() == b""
     info = json.loads((folder / "dataset_info.json").read_text())

@@ -117,7 +117,8 @@ def test_think_reply_mentioning_a_stratos_tag_is_parsed_as_think_then_judged_by_
 def test_magpie_row_with_a_stratos_tag_inside_think_is_markup_in_text(tmp_path):
     rows = [_magpie("stratos inside think", "<think>\nI could use <|begin_of_thought|> here\n</think>\n\nok")]
     out = tmp_path / "o.jsonl"
-    stats = convert("magpie-reasoning", fx.write_jsonl(tmp_path / "m.jsonl", rows), out, progress=False)
+    stats = convert("magpie-reasoning", fx.write_jsonl(tmp_path / "m.jsonl", rows), out, progress=False,
+                    allow_empty=True)  # the one row is dropped: the rejects are what is checked
     assert stats.dropped == {"markup_in_text": 1}
 
 
@@ -197,7 +198,7 @@ def test_split_think_output_is_rejected_with_a_hint_and_splitting_at_the_mix_giv
     split = tmp_path / "split.jsonl"
     convert("bespoke-stratos", src, split, split_think=True, progress=False)
     again = tmp_path / "again.jsonl"
-    stats = convert("sharegpt", split, again, progress=False)
+    stats = convert("sharegpt", split, again, progress=False, allow_empty=True)  # every row is rejected
     assert stats.dropped == {"repeated_reasoning_block": 3}
     assert "--split-think" in _rejects(again)[0]["detail"]
     # what docs/data.md says to do instead: mix the unsplit files and split in the mixing run

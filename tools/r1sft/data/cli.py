@@ -78,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="s1k: keep only rows whose deepseek_grade is Yes")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     p.add_argument("--no-register", dest="register", action="store_false", help="do not touch dataset_info.json")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="write a conversion that yields no rows (default: exit 2, nothing written)")
     p.set_defaults(func=run)
 
 
@@ -90,10 +92,14 @@ def run(args: argparse.Namespace) -> int:
     from r1sft.errors import R1sftError
 
     options = ConvertOptions(**{f.name: getattr(args, f.name) for f in fields(ConvertOptions)})
+    output = Path(args.output) if args.output else None
+    if output is not None and args.register:
+        _check_output_folder(output)
+    info = (output.parent if output else _default_data_dir()) / "dataset_info.json"
+    before = info.read_bytes() if args.register and info.is_file() else None
     if args.source == SAMPLES:
         if args.inputs:
             raise R1sftError("convert samples: takes no --input (it converts data/samples/)")
-        output = Path(args.output) if args.output else None
         stats = convert_samples(out_dir=output.parent if output else _default_data_dir(),
                                 think=args.think, name=args.name or (output.stem if output else SAMPLE_NAME),
                                 **{k: v for k, v in vars(options).items() if k not in ("think", "name")})
@@ -105,9 +111,47 @@ def run(args: argparse.Namespace) -> int:
     print(f"  wrote {stats.output} (+ .stats.json, .rejects.jsonl)"
           + (f"; registered {stats.name!r} in {Path(stats.output).parent / 'dataset_info.json'}"
              if args.register else ""))
+    if args.register:
+        folder = Path(stats.output).parent
+        if folder.resolve() != _default_data_dir().resolve():
+            print(f"  note: recipes read data/; to train on {stats.name!r} set dataset_dir: {folder} in the recipe")
+        if before is not None and info.read_bytes() != before and _tracked(info):
+            print(f"  note: {_shown(info)} is tracked by git and now registers {stats.name!r} "
+                  f"(`git checkout {_shown(info)}` undoes it)")
     for warning in stats.warnings:
         print(f"r1sft convert: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _check_output_folder(output: Path) -> None:
+    """Registering into a folder that does not exist would create a second dataset_info.json that no recipe reads
+    (recipes read ``data/``): refuse, before anything is read, and say where to write instead."""
+    from r1sft.errors import R1sftError
+
+    folder = output.parent
+    if folder.exists():
+        return
+    raise R1sftError(f"--output {output}: cannot write into {folder}, a folder that does not exist; recipes read "
+                     f"datasets from data/ (write -o data/{output.name}), or create the folder for a dataset_dir "
+                     "of your own (then --set dataset_dir=FOLDER in the recipe)")
+
+
+def _tracked(path: Path) -> bool:
+    """True when git tracks ``path`` (no git, or not in a repository: False)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "ls-files", "--error-unmatch", path.name], cwd=path.parent,
+                              capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _shown(path: Path) -> str:
+    from r1sft.paths import REPO_ROOT
+
+    path = path.resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def _default_data_dir() -> Path:

@@ -13,7 +13,7 @@ from r1sft.errors import R1sftError
 
 # Options that change neither the output nor the stats: left out of OUT.stats.json so that runs which differ only in
 # them give byte-identical files.
-NOT_RECORDED = ("name", "progress", "register", "workers")
+NOT_RECORDED = ("name", "progress", "register", "workers", "allow_empty")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class ConvertOptions:
     require_reasoning: bool | None = None  # default: the source's own setting
     progress: bool | None = None  # tqdm on stderr; None: only when stderr is a terminal
     register: bool = True
+    allow_empty: bool = False  # write (and register) a conversion that yields no rows instead of failing
     max_per_prompt: int | None = None  # keep at most K answers per prompt (shortest first)
     workers: int | None = None  # processes converting rows; None: the available cores for inputs >= 64 MB
     # source options (SOURCE_OPTIONS): None means not given, and the source's own default applies

@@ -54,6 +54,10 @@ from r1sft.errors import R1sftError
 __all__ = ["ConvertOptions", "convert", "convert_many"]
 
 _NOT_CONVERTED = re.compile(b"[^\\x00]")  # ChunkResult.status of a row that is not CONVERTED
+# Column names that hold a chain of thought in some dataset: warned about when nothing reads them.
+REASONING_LIKE = frozenset(("reasoning", "reasoning_content", "thinking", "think", "thought", "thoughts", "cot",
+                            "chain_of_thought", "rationale", "deepseek_reasoning", "deepseek_thinking_trajectory",
+                            "thinking_trajectory", "thinking_trajectories", "reasoning_trace", "scratchpad"))
 MAX_LEADING_COLUMN_MISSES = 20  # rows in a row without the columns before the file counts as wrong
 PARALLEL_MIN_BYTES = 64 << 20  # by default, smaller inputs are converted in this process: starting workers costs more
 
@@ -85,7 +89,7 @@ def convert_many(parts, output, options: ConvertOptions | None = None, **overrid
         source = get_source(source_name)
         if source.needs_field_map and not field_map:
             raise R1sftError(f"source {source_name!r} needs --map SOURCE_COLUMN=TARGET_COLUMN[,...] "
-                             "(targets: instruction, input, output, system, history)")
+                             "(targets: instruction, input, output, system, history, reasoning)")
         if opts.min_quality and not source.quality_column:
             raise R1sftError(f"--min-quality: source {source_name!r} has no quality column")
         if inputs is None or inputs == [] or inputs == ():
@@ -213,6 +217,7 @@ class _InputState:
         self.first_miss = None  # (row, columns present) of the first row without them
         self.misses_before = misses_before
         self.jsonl = None  # JsonlCheck, for the first chunk of lines
+        self.columns_seen = False  # the reasoning-column check has looked at this input's columns
 
 
 class _Conversion:
@@ -231,6 +236,7 @@ class _Conversion:
         self.sample = SeededSample(opts.limit, opts.seed) if opts.limit and opts.seed is not None else None
         # every converted row is written as it comes: nothing depends on the rows before
         self.streaming = self.index is None and self.cap is None and opts.limit is None
+        self.reasoning_warned = False
         self.keeps_stratos_markup = False  # --think keep wrote Stratos tags: record their special tokens
         self.system_counts: Counter = Counter()
         self.r1_counts: Counter = Counter()  # written rows that carried the R1 prompt, per byte variant
@@ -341,10 +347,12 @@ class _Conversion:
         source_name, source, _ = self.plan[item.part]
         inp = item.inp
         checked = False
-        if inp.kind == "parquet":
-            self._check_columns(source_name, source, inp, read_parquet_columns(inp), None)
-            checked = True
         self.state = _InputState(item.part, source_name, source, inp, checked, self.stats.dropped["missing_field"])
+        if inp.kind == "parquet":
+            columns = read_parquet_columns(inp)
+            self._check_columns(source_name, source, inp, columns, None)
+            self.state.checked = self.state.columns_seen = True
+            self._unread_reasoning(columns)
         self.starts.append(self.stats.rows_in)
         self.labels.append(inp.label)
 
@@ -356,11 +364,32 @@ class _Conversion:
             self._check_columns(state.source_name, state.source, state.inp, state.first_miss[1],
                                 state.first_miss[0])
 
+    def _unread_reasoning(self, columns) -> None:
+        """Warn (once per run) about columns that look like a chain of thought which nothing reads: without it the
+        data trains answers only."""
+        source, field_map = self.state.source, self.field_map
+        read = source.columns() | set(field_map)
+        unread = [c for c in columns if c.lower() in REASONING_LIKE and c not in read]
+        if not unread or self.reasoning_warned:
+            return
+        self.reasoning_warned = True
+        hint = f"; add {unread[0]}=reasoning to --map to train on it" if "reasoning" in source.optional_columns \
+            else ""
+        self.stats.warnings.append(f"{self.state.label}: column(s) {', '.join(unread)} look like a chain of thought "
+                                   f"but source {self.state.source_name!r} does not read them{hint}")
+
     def _check_columns(self, source_name: str, source: Source, inp: Input, present, row: int | None) -> None:
         present = list(present)
         if self.field_map and row is None:  # parquet schema: apply the rename to the column names
             present = [self.field_map.get(c, c) for c in present]
         missing = source.missing_columns(present)
+        unknown = [src for src, dst in self.field_map.items() if missing and dst in missing]
+        if unknown:  # the map's source column is not in the file (a typo): name it, not the target it fills
+            back = {dst: src for src, dst in self.field_map.items()}
+            found = sorted(back.get(c, c) for c in present)
+            where = f"row {row}: " if row is not None else ""
+            raise R1sftError(f"--map {','.join(f'{s}={self.field_map[s]}' for s in unknown)}: {inp.label}: {where}"
+                             f"no column {', '.join(map(repr, unknown))}; the file has: {', '.join(found) or 'none'}")
         if missing:
             where = f"row {row}: " if row is not None else ""
             raise R1sftError(f"{inp.label}: {where}missing column(s) {', '.join(missing)} required by source "
@@ -375,6 +404,9 @@ class _Conversion:
     def _consume(self, result: ChunkResult) -> None:
         """The rows of one chunk: bookkeeping, the file-level checks, then what depends on earlier rows."""
         state = self.state
+        if not state.columns_seen and result.columns is not None:
+            state.columns_seen = True
+            self._unread_reasoning(result.columns)
         if self.streaming and state.checked and (state.jsonl is None or state.jsonl.parsed or result.lines is None):
             self._consume_whole(result)
             return
@@ -596,12 +628,23 @@ class _Conversion:
             if self.cap is not None:
                 stats.dedupe["max_per_prompt"] = self.cap.memory()
             stats.dedupe["bytes"] = sum(v["bytes"] for v in stats.dedupe.values())
+        if stats.rows_out == 0:
+            self._empty()
+
+    def _empty(self) -> None:
+        """No rows to write: an error (before anything is written) unless --allow-empty, since LLaMA-Factory
+        cannot train on an empty dataset and would only fail at launch."""
+        stats = self.stats
         if stats.rows_in == 0:
-            stats.warnings.append(f"no rows in {', '.join(stats.inputs)}: wrote an empty dataset "
-                                  "(LLaMA-Factory cannot train on it)")
-        elif stats.rows_out == 0:
-            stats.warnings.append("every row was dropped: wrote an empty dataset (LLaMA-Factory cannot train on it); "
-                                  "see the rejects file")
+            why = f"no rows in {', '.join(stats.inputs)}"
+        else:
+            top = ", ".join(f"{r} {n}" for r, n in stats.dropped.most_common(3))
+            why = f"every row was dropped ({stats.rows_in} rows: {top})"
+        if not self.opts.allow_empty:
+            raise R1sftError(f"{why}: nothing written, LLaMA-Factory cannot train on an empty dataset "
+                             f"(--allow-empty writes it anyway{', with the rejects file' if stats.rows_in else ''})")
+        stats.warnings.append(f"{why}: wrote an empty dataset (LLaMA-Factory cannot train on it)"
+                              + ("; see the rejects file" if stats.rows_in else ""))
 
     def _entry(self) -> dict:
         opts = self.opts

@@ -74,6 +74,7 @@ class ChunkResult(NamedTuple):
     bands: array | None  # near-dedupe band keys of the converted rows, concatenated
     band_counts: bytes | None  # per converted row: how many of them
     lengths: array | None  # per converted row: characters of its rendered answers (--max-per-prompt)
+    columns: tuple | None = None  # the first readable row's columns, before --map (for the reasoning-column warning)
 
 
 class _TooLong(RowRejected):
@@ -162,8 +163,10 @@ class RowWorker:
 
             shared["counter"] = TokenCounter(opts["tokenizer"])
         self.spec = spec
+        # rows are measured a chunk at a time after converting (one batched encode), not one by one in _Converter
+        self.counter, shared["counter"] = shared["counter"], None
+        self.max_tokens = opts["max_tokens"]
         self.parts = [_Converter(name, spec, shared) for name in spec.sources]
-        self.counts = shared["counter"] is not None
 
     def run(self, part: int, chunk: Chunk) -> ChunkResult:
         conv = self.parts[part]
@@ -172,10 +175,11 @@ class RowWorker:
         rows, span = open_chunk(chunk)
         status, rejects, missing = bytearray(), [], {}
         out, flags = [], bytearray()
-        tokens = array("q") if self.counts else None
+        tokens = None  # filled by _measured
         keys = array("Q") if self.spec.keys else None
         bands, band_counts = (array("Q"), bytearray()) if self.spec.near else (None, None)
         lengths = array("q") if self.spec.lengths else None
+        columns = None
         for i, (data, error, detail, line) in enumerate(rows):
             if lines is not None:
                 lines.append(line)
@@ -183,6 +187,8 @@ class RowWorker:
                 status.append(UNREADABLE)
                 rejects.append((error, detail, None, None))
                 continue
+            if columns is None:
+                columns = tuple(data)
             if field_map:
                 for src, dst in field_map.items():
                     if src in data:
@@ -213,8 +219,56 @@ class RowWorker:
                 band_counts.append(len(row_bands))
             if lengths is not None:
                 lengths.append(length)
-        return ChunkResult(len(status), span[0], lines, bytes(status), rejects, missing, out, bytes(flags), tokens,
-                           keys, bands, bytes(band_counts) if band_counts is not None else None, lengths)
+        result = ChunkResult(len(status), span[0], lines, bytes(status), rejects, missing, out, bytes(flags), tokens,
+                             keys, bands, bytes(band_counts) if band_counts is not None else None, lengths, columns)
+        return result if self.counter is None else _measured(result, self.counter, self.max_tokens)
+
+
+def _measured(result: ChunkResult, counter, max_tokens: int | None) -> ChunkResult:
+    """``result`` with the templated token length of each converted row (its texts read back from the written line
+    and encoded in one batch), and the rows over ``max_tokens`` turned into ``too_long`` rejects, in place."""
+    loads = orjson.loads
+    conversations = []
+    for line in result.out:
+        row = loads(line)
+        conversations.append((row["system"], [turn["value"] for turn in row["conversations"]]))
+    counts = counter.count_many(conversations)
+    del conversations
+    if max_tokens is None or max(counts, default=0) <= max_tokens:
+        return result._replace(tokens=array("q", counts))
+    status, rejects, out, flags = bytearray(result.status), [], [], bytearray()
+    tokens = array("q")
+    keys = array("Q") if result.keys is not None else None
+    bands, band_counts = (array("Q"), bytearray()) if result.bands is not None else (None, None)
+    lengths = array("q") if result.lengths is not None else None
+    old_rejects = iter(result.rejects)
+    j = band_at = 0
+    for i in range(result.n):
+        if status[i] != CONVERTED:
+            rejects.append(next(old_rejects))
+            continue
+        n_tokens = counts[j]
+        count = result.band_counts[j] if bands is not None else 0
+        if n_tokens > max_tokens:
+            too_long = _TooLong(n_tokens, max_tokens)
+            status[i] = REJECTED
+            rejects.append((too_long.reason, too_long.detail, n_tokens, result.flags[j]))
+        else:
+            out.append(result.out[j])
+            flags.append(result.flags[j])
+            tokens.append(n_tokens)
+            if keys is not None:
+                keys.append(result.keys[j])
+            if bands is not None:
+                bands.extend(result.bands[band_at:band_at + count])
+                band_counts.append(count)
+            if lengths is not None:
+                lengths.append(result.lengths[j])
+        band_at += count
+        j += 1
+    return result._replace(status=bytes(status), rejects=rejects, out=out, flags=bytes(flags), tokens=tokens,
+                           keys=keys, bands=bands, band_counts=bytes(band_counts) if bands is not None else None,
+                           lengths=lengths)
 
 
 def _unwritable(exc: TypeError) -> tuple[str, str]:

@@ -183,7 +183,14 @@ def alpaca_conversation(row: dict) -> Conversation:
         if not isinstance(pair, list | tuple) or len(pair) != 2:
             raise RowRejected("wrong_type", f"history[{i}] is not a [prompt, response] pair")
         exchanges.append((prompt_text(pair[0], f"history[{i}][0]"), parse_reply(text(pair[1], f"history[{i}][1]"))))
-    exchanges.append((prompt, parse_reply(text(required(row, "output"), "output"))))
+    reply = parse_reply(text(required(row, "output"), "output"))
+    reasoning = optional_text(row, "reasoning").strip()  # a separate chain-of-thought column (--map COL=reasoning)
+    if reasoning:
+        if reply.reasoning is not None:
+            raise RowRejected("repeated_reasoning_block", "the output has a reasoning block and so has the reasoning "
+                                                          "column")
+        reply = Reply(answer=reply.answer, reasoning=reasoning)
+    exchanges.append((prompt, reply))
     return Conversation(exchanges=exchanges, system=optional_text(row, "system"))
 
 
@@ -315,13 +322,13 @@ SOURCES: dict[str, Source] = {
         "generic ShareGPT (from/value or role/content, any known role names, system turn or column)",
         optional_columns=("system",)),
     "alpaca": Source(
-        alpaca_conversation, (("instruction", "output"),), "Alpaca (instruction, input, output, system, history)",
-        optional_columns=("input", "system", "history")),
+        alpaca_conversation, (("instruction", "output"),), "Alpaca (instruction, input, output, system, history, reasoning)",
+        optional_columns=("input", "system", "history", "reasoning")),
     "openai": Source(openai_conversation, (("messages",),), "OpenAI chat messages (role/content)"),
     "custom": Source(
         alpaca_conversation, (("instruction", "output"),),
-        "any flat columns mapped onto Alpaca's with --map (e.g. question=instruction,answer=output)",
-        optional_columns=("input", "system", "history"), needs_field_map=True),
+        "any flat columns mapped onto Alpaca's with --map (e.g. question=instruction,answer=output,cot=reasoning)",
+        optional_columns=("input", "system", "history", "reasoning"), needs_field_map=True),
 }
 
 
@@ -329,7 +336,11 @@ def get_source(name: str) -> Source:
     try:
         return SOURCES[name]
     except KeyError:
-        raise R1sftError(f"unknown source {name!r}; known: {', '.join(SOURCES)}") from None
+        import difflib
+
+        close = difflib.get_close_matches(name, [n for n in (*SOURCES, "samples") if n != name], n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise R1sftError(f"unknown source {name!r}; {hint}known: {', '.join(SOURCES)}, samples") from None
 
 
 def check_source_options(values: dict, source_names: list[str]) -> None:

@@ -118,7 +118,7 @@ def conversation_from_turns(turns, system: str = "",
                 raise RowRejected("roles_out_of_order", f"system turn at position {i}")
             system = content
     if pending is not None:
-        raise RowRejected("roles_out_of_order", "conversation ends with a user turn")
+        raise RowRejected("no_reply", "conversation ends with a user turn (no assistant reply)")
     if not exchanges:
         raise RowRejected("empty_conversation", "no user/assistant exchange")
     return Conversation(exchanges=exchanges, system=system)
