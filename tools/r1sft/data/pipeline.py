@@ -60,6 +60,8 @@ REASONING_LIKE = frozenset(("reasoning", "reasoning_content", "thinking", "think
                             "thinking_trajectory", "thinking_trajectories", "reasoning_trace", "scratchpad"))
 MAX_LEADING_COLUMN_MISSES = 20  # rows in a row without the columns before the file counts as wrong
 PARALLEL_MIN_BYTES = 64 << 20  # by default, smaller inputs are converted in this process: starting workers costs more
+# Tokenizing (--tokenizer) costs ~3-4 MB/s of input per core, so workers pay for themselves from a few MB.
+PARALLEL_MIN_BYTES_TOKENIZED = 8 << 20
 
 
 def convert(source: str, inputs, output, options: ConvertOptions | None = None, **overrides) -> Stats:
@@ -111,7 +113,8 @@ def _workers(opts: ConvertOptions, plan) -> int:
     if opts.workers is not None:
         return opts.workers
     total = sum(i.size for p in plan for i in p[2])
-    return available_cores() if total >= PARALLEL_MIN_BYTES else 1
+    least = PARALLEL_MIN_BYTES_TOKENIZED if opts.tokenizer else PARALLEL_MIN_BYTES
+    return available_cores() if total >= least else 1
 
 
 class _Progress:
