@@ -299,12 +299,13 @@ def _batch_reason(inputs: Inputs, notes: Notes, chosen: Fit) -> None:
                  "packing")
 
 
-def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: int, fused: bool | None = None) -> int:
+def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: int, fused: bool | None = None,
+                          sequence_parallel: int = 1) -> int:
     """How many of the last decoder layers ``r1sft train`` can run without gradient checkpointing for ``config``
     (a LLaMA-Factory training config) within the memory budget: 0 where checkpointing is off, on CPU, or nothing
     more fits. The planner writes it in the recipe's header; the launcher recomputes it for the config it launches
     (edits and overrides included) and hands it to r1sft.patches.partial_checkpointing. ``fused``: whether the run
-    gets r1sft.patches.fused_lora (None: its default for ``config``)."""
+    gets r1sft.patches.fused_lora (None: its default for ``config``); ``sequence_parallel``: ranks per trace."""
     if config.get("disable_gradient_checkpointing") or config.get("use_cpu") or preset.tiny:
         return 0
     if (config.get("finetuning_type", "lora") != "lora" or config.get("quantization_bit") or config.get("use_dora")
@@ -312,7 +313,7 @@ def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: i
         # measured for LoRA only (docs/bench/h100-partial-checkpointing/); the other methods' counts carry more margin
         return 0
     budget = gpu_mem * GIB * HEADROOM
-    args = _config_memory_args(config, world, fused)
+    args = {**_config_memory_args(config, world, fused), "sequence_parallel": sequence_parallel}
     kept = 0
     while kept < preset.shape.layers - 1 and estimate_memory(
             preset.shape, **args, uncheckpointed_layers=kept + 1).peak <= budget:
