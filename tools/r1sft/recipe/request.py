@@ -41,6 +41,7 @@ class RecipeRequest:
     template: str | None = None
     model_path: str | None = None
     packing: bool = False  # neat packing: several samples per cutoff-long row, kept apart by the attention mask
+    sequence_parallel: int | str | None = None  # GPUs each trace is split over, or "auto" (recipe.sequence)
     overrides: dict[str, Any] = field(default_factory=dict)
     out_dir: Path | None = None
 
@@ -86,6 +87,7 @@ class Inputs:
     liger_override: Any  # --set enable_liger_kernel
     deepspeed: str  # one of DEEPSPEED_CHOICES
     passthrough: dict[str, Any]  # the other --set keys, checked later against LLaMA-Factory's own
+    sequence_parallel: int = 1  # ranks each trace is split over (1: none)
 
     @property
     def cpu(self) -> bool:
@@ -93,7 +95,13 @@ class Inputs:
 
     @property
     def world(self) -> int:
-        return max(1, self.gpus) * self.nodes
+        # a CPU recipe runs one process, or one per shard of a trace (r1sft's test path of --sequence-parallel)
+        return (self.gpus or self.sequence_parallel) * self.nodes
+
+    @property
+    def data_parallel(self) -> int:
+        """Ranks that read different samples: every GPU, or every group of ``sequence_parallel`` GPUs."""
+        return self.world // self.sequence_parallel
 
     @property
     def per_rank(self) -> int:
@@ -102,7 +110,7 @@ class Inputs:
     @property
     def ranks(self) -> str:
         if self.cpu:
-            return "1 CPU process"
+            return f"{self.world} CPU process{'es' if self.world > 1 else ''}"
         return f"{max(1, self.gpus)} GPU{'s' if self.gpus > 1 else ''} x {self.nodes} node{'s' if self.nodes > 1 else ''}"
 
 
@@ -151,6 +159,9 @@ def read_request(request: RecipeRequest, notes: Notes, data_dir: Path, build_tin
         deepspeed=request.deepspeed, passthrough=overrides,
     )
     inputs.cutoff = _cutoff(inputs, planned.get("cutoff_len"), notes)
+    from r1sft.recipe.sequence import requested_degree
+
+    inputs.sequence_parallel = requested_degree(inputs)
     inputs.global_batch = _global_batch(inputs)
     _check_fixed_batch(inputs)
     inputs.deepspeed = _deepspeed(inputs, planned.get("deepspeed"))
@@ -248,8 +259,9 @@ def _cutoff(inputs: Inputs, cutoff_override: Any, notes: Notes) -> int:
         cutoff = request.cutoff if request.cutoff is not None else cutoff_override
         if isinstance(cutoff, bool) or not isinstance(cutoff, int) or cutoff < 1:
             raise R1sftError(f"cutoff_len={cutoff}: expected a positive whole number of tokens")
-        if max_ctx and cutoff > max_ctx:
-            raise R1sftError(f"CUTOFF={cutoff} exceeds {preset.name}'s context window of {max_ctx} tokens")
+        if max_ctx and cutoff > max_ctx and not inputs.passthrough.get("rope_scaling"):
+            raise R1sftError(f"CUTOFF={cutoff} exceeds {preset.name}'s context window of {max_ctx} tokens (--set "
+                             "rope_scaling=yarn stretches it to the cutoff, as LLaMA-Factory's rope_scaling does)")
         notes.why["cutoff_len"] = "set on the command line; longer samples are truncated, losing their end and EOS"
         return cutoff
     cutoff = int(inputs.defaults["cutoff"])
@@ -281,12 +293,18 @@ def _check_fixed_batch(inputs: Inputs) -> None:
     for key, value in (("per_device_train_batch_size", fixed_pdb), ("gradient_accumulation_steps", fixed_ga)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise R1sftError(f"--set {key}={value}: expected a whole number of at least 1")
-    if fixed_pdb is not None and fixed_ga is not None and fixed_pdb * fixed_ga * world != inputs.global_batch:
+    split = inputs.sequence_parallel
+    if fixed_ga is not None and fixed_ga % split:
+        raise R1sftError(f"--set gradient_accumulation_steps={fixed_ga}: with --sequence-parallel {split} it counts "
+                         f"the {split} shards of every batch: use a multiple of {split}")
+    rounds = None if fixed_ga is None else fixed_ga // split  # loader batches per step on each rank
+    if fixed_pdb is not None and rounds is not None and fixed_pdb * rounds * world != inputs.global_batch:
+        ranks = f"{inputs.data_parallel} data-parallel ranks" if split > 1 else f"{world} ranks"
         raise R1sftError(
-            f"per_device_train_batch_size {fixed_pdb} x gradient_accumulation_steps {fixed_ga} x {world} ranks = "
-            f"{fixed_pdb * fixed_ga * world}, not the global batch {inputs.global_batch}"
+            f"per_device_train_batch_size {fixed_pdb} x gradient_accumulation_steps {fixed_ga} x {ranks} = "
+            f"{fixed_pdb * fixed_ga * inputs.data_parallel}, not the global batch {inputs.global_batch}"
         )
-    for key, value in (("gradient_accumulation_steps", fixed_ga), ("per_device_train_batch_size", fixed_pdb)):
+    for key, value in (("gradient_accumulation_steps", rounds), ("per_device_train_batch_size", fixed_pdb)):
         if value is not None and inputs.per_rank % value:
             raise R1sftError(
                 f"{key} {value} does not divide {inputs.global_batch} / {world} ranks = {inputs.per_rank}")
