@@ -75,13 +75,16 @@ def candidates(inputs: Inputs) -> list[int]:
 
 def fit_split(inputs: Inputs, notes: Notes, data_dir: Path) -> Fit:
     """:func:`fit` with the request's N, or for ``auto`` with the smallest N whose plan fits the GPUs
-    (``inputs.sequence_parallel`` and ``notes`` are left as that plan's)."""
+    (``inputs.sequence_parallel`` and ``notes`` are left as that plan's). A plan that offloads to host RAM counts
+    only when no split fits without: ZeRO-3 offload runs the optimizer step on the CPU, several times slower than
+    the two all-to-alls per layer a split costs."""
     if parse(inputs.request.sequence_parallel) != AUTO:
         chosen = fit(inputs, notes, data_dir)
         _reason(inputs, notes, chosen, None)
         return chosen
     budget = inputs.gpu_mem * GIB * HEADROOM
     tried: list[tuple[int, str]] = []
+    fitting: list[tuple[int, Fit, Notes]] = []
     for n in candidates(inputs):
         inputs.sequence_parallel = n
         trial = copy.deepcopy(notes)
@@ -91,15 +94,23 @@ def fit_split(inputs: Inputs, notes: Notes, data_dir: Path) -> Fit:
             needs = re.search(r"~[\d.]+ GiB", str(exc))
             tried.append((n, f"{needs.group(0) if needs else 'more than the budget'} per GPU"))
             continue
-        if chosen.memory.peak <= budget:
-            _copy_notes(trial, notes)
-            _reason(inputs, notes, chosen, tried)
-            return chosen
-        tried.append((n, f"~{fmt_gib(chosen.memory.peak)} per GPU"))
-    largest, why = tried[-1]
-    raise R1sftError(f"--sequence-parallel auto: no split of each trace over up to {largest} of the "
-                     f"{inputs.gpus} GPUs fits (N={largest} needs {why}): use more GPUs per node or a shorter "
-                     "--cutoff")
+        if chosen.memory.peak > budget:
+            tried.append((n, f"~{fmt_gib(chosen.memory.peak)} per GPU"))
+            continue
+        fitting.append((n, chosen, trial))
+        if not chosen.memory.host:
+            break
+        tried.append((n, f"host RAM for ZeRO-3 offload ({fmt_gib(chosen.memory.host)} per node)"))
+    if not fitting:
+        largest, why = tried[-1]
+        raise R1sftError(f"--sequence-parallel auto: no split of each trace over up to {largest} of the "
+                         f"{inputs.gpus} GPUs fits (N={largest} needs {why}): use more GPUs per node or a shorter "
+                         "--cutoff")
+    n, chosen, trial = next((f for f in fitting if not f[1].memory.host), fitting[0])
+    inputs.sequence_parallel = n
+    _copy_notes(trial, notes)
+    _reason(inputs, notes, chosen, [t for t in tried if t[0] < n])
+    return chosen
 
 
 def _copy_notes(source: Notes, target: Notes) -> None:
