@@ -30,6 +30,7 @@ GPU_MEM ?=
 CUTOFF ?=
 GLOBAL_BATCH ?=
 PACKING ?=
+SP ?=
 DEEPSPEED ?=
 DATASET ?=
 THINK ?=
@@ -39,7 +40,7 @@ SET ?=
 RECIPE ?= recipes/tiny-qwen3/lora_sft.yaml
 # `make recipe MODEL=qwen3-8b learning_rate=2e-5 num_train_epochs=5`: command-line variables that are not r1sft's own
 # are passed on as recipe keys (--set key=value).
-OWN_VARS := MODEL METHOD TEMPLATE GPUS NODES GPU_MEM CUTOFF GLOBAL_BATCH PACKING DEEPSPEED DATASET THINK SET RECIPE TORCH PYTHON \
+OWN_VARS := MODEL METHOD TEMPLATE GPUS NODES GPU_MEM CUTOFF GLOBAL_BATCH PACKING DEEPSPEED DATASET THINK SET RECIPE TORCH PYTHON SP \
   SOURCE INPUT OUTPUT ARGS MODEL_PATH DATA EVAL_ARGS
 # Their names come from `origin`, not from splitting MAKEOVERRIDES on spaces: values keep their spaces, and r1sft's
 # own variables (DATASET="a, b", SET="k=v k2=v2") never leak in.
@@ -92,7 +93,8 @@ recipe: setup ## render recipes/<MODEL>/<METHOD>_sft.yaml (+ _merge.yaml); see R
 	  $(if $(CUTOFF),--cutoff $(call quote,$(CUTOFF))) $(if $(GLOBAL_BATCH),--global-batch $(call quote,$(GLOBAL_BATCH))) \
 	  $(if $(DEEPSPEED),--deepspeed $(call quote,$(DEEPSPEED))) $(if $(THINK),--think $(call quote,$(THINK))) \
 	  $(if $(TEMPLATE),--template $(call quote,$(TEMPLATE))) $(if $(MODEL_PATH),--model-path $(call quote,$(MODEL_PATH))) \
-	  $(if $(PACKING_ON),--packing) $(foreach kv,$(SET),--set $(call quote,$(kv))) \
+	  $(if $(PACKING_ON),--packing) $(if $(SP),--sequence-parallel $(call quote,$(SP))) \
+	  $(foreach kv,$(SET),--set $(call quote,$(kv))) \
 	  $(foreach v,$(EXTRA_VARS),--set $(call quote,$(v)=$($(v))))
 
 recipes: setup ## re-render the committed headline recipes

@@ -64,6 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="where bench.json / bench.md / logs go (default: $OUT or saves/bench)")
     parser.add_argument("--work", default=str(REPO / ".cache" / "bench"), help="models, data, tokenized sets")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per arm before it is stopped")
+    parser.add_argument("--gpus", type=int, help="processes per arm (default: the case's; samples per step scale "
+                        "with them, so 1 -> N measures per-GPU scaling)")
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak of this GPU (default: by its name)")
     parser.add_argument("--gpu-mem", type=float, help="GiB the planner may plan for (default: this GPU's); below "
                                                       "this GPU's, every arm's allocator is capped there too, so a "
@@ -120,8 +122,8 @@ def run_arm(arm, ctx, case, window, profile_steps, out_dir: Path, timeout: int, 
     result_path = run_dir / f"{arm.name}.result.json"
     result_path.unlink(missing_ok=True)
     script = [str(LF_RUN), str(cfg_path), str(result_path), str(window[0]), str(window[1]), str(profile_steps)]
-    if arm.torchrun:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port",
+    if arm.torchrun or case.gpus > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(case.gpus), "--master_port",
                str(_free_port()), *script]
     else:
         cmd = [sys.executable, *script]
@@ -186,7 +188,10 @@ def compute(res: dict, shape, case, peak_tflops: float | None) -> None:
     res["token_weighted_doc_tokens"] = w["sumsq"] / max(1, w["tokens"])
     total = flops(shape, case.method, w["tokens"], w["sumsq"])
     res["tflops_per_s"] = total / w["seconds"] / 1e12
-    res["mfu"] = res["tflops_per_s"] / peak_tflops if peak_tflops else None
+    gpus = max(1, int((res["raw"].get("meta") or {}).get("world", 1)))  # lf_run sums tokens over the ranks
+    res["gpus"] = gpus
+    res["tokens_per_s_per_gpu"] = res["tokens_per_s"] / gpus
+    res["mfu"] = res["tflops_per_s"] / (peak_tflops * gpus) if peak_tflops else None
     mem = res["raw"].get("memory") or {}
     res["torch_max_reserved_mib"] = mem.get("max_reserved_mib")
     res["torch_max_allocated_mib"] = mem.get("max_allocated_mib")
@@ -234,13 +239,17 @@ def main(argv=None) -> int:
         case = CASES[name]
         samples, median, max_len = args.samples, args.median or case.median, args.max_len or case.max_len
         if args.smoke:
-            case = replace(case, cutoff=1024, window=(1, 3))
+            case = replace(case, cutoff=1024, window=(1, 3), gpus=1, sequence_parallel=1, sets=())  # one CPU process
             samples, median, max_len = 64, 200, 800
         if args.steps:
             start, end = (int(x) for x in args.steps.split("-"))
             case = replace(case, window=(start, end))
+        if args.gpus and args.gpus != case.gpus:
+            case = replace(case, gpus=args.gpus, samples_per_step=case.samples_per_step * args.gpus // case.gpus)
         log(f"\n== {case.name}: {case.preset} {case.method}, cutoff {case.cutoff}, "
-            f"{case.samples_per_step} samples per optimizer step, window steps {case.window[0] + 1}-{case.window[1]}")
+            f"{case.samples_per_step} samples per optimizer step, window steps {case.window[0] + 1}-{case.window[1]}"
+            + (f", {case.gpus} GPUs" if case.gpus > 1 else "")
+            + (f", each trace split over {case.sequence_parallel}" if case.sequence_parallel > 1 else ""))
         spec, shape = _model_shape(case, args.smoke)
         model_dir = build_model(spec, work, case.preset + ("-smoke" if args.smoke else ""),
                                 "cpu" if args.smoke else "cuda", log)

@@ -131,11 +131,13 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
     from r1sft.recipe import RecipeRequest, plan_recipe
 
     case = ctx.case
+    split = case.sequence_parallel
     overrides = {**dict(case.sets), **overrides}
     request = RecipeRequest(model=case.preset, method=case.method, datasets=[ctx.dataset],
-                            gpus=0 if ctx.cpu else 1, gpu_mem=ctx.gpu_mem_gib, cutoff=case.cutoff,
+                            gpus=0 if ctx.cpu else getattr(case, "gpus", 1), gpu_mem=ctx.gpu_mem_gib, cutoff=case.cutoff,
                             global_batch=case.samples_per_step, model_path=str(ctx.model_dir),
-                            deepspeed=deepspeed, packing=packing, overrides=dict(overrides))
+                            deepspeed=deepspeed, packing=packing, sequence_parallel=split if split > 1 else None,
+                            overrides=dict(overrides))
     plan = plan_recipe(request, data_dir=ctx.data_dir, build_tiny=False)
     config = dict(plan.train)
     config["model_name_or_path"] = str(ctx.model_dir)
@@ -149,8 +151,9 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
         from r1sft.train.switches import patch_switches
 
         # the launcher's count for this environment (with R1SFT_FUSED_LORA=off a LoRA layer keeps more)
-        layers = uncheckpointed_layers(config, plan.preset, plan.gpu_mem, 1, fused=fused_lora.applies_to(config, env))
-        env = {**env, **patch_switches(config, env, layers)}
+        layers = uncheckpointed_layers(config, plan.preset, plan.gpu_mem, plan.world,
+                                       fused=fused_lora.applies_to(config, env), sequence_parallel=plan.sequence_parallel)
+        env = {**env, **patch_switches(config, env, layers, sequence_parallel=plan.sequence_parallel)}
     arm = Arm(name, config, env=env, note=note or ("r1sft plan_recipe: " + plan.make_command),
               plan_summary=plan.summary(), memory_estimate=plan.memory, packed=packing)
     if overrides:
@@ -212,7 +215,8 @@ def _estimate(ctx: Context, config: dict, env: dict | None = None) -> Any:
         liger=bool(config.get("enable_liger_kernel", False)), lora_rank=int(config.get("lora_rank", 8)),
         lora_dropout=float(config.get("lora_dropout", 0.0)),
         uncheckpointed_layers=int((env or {}).get("R1SFT_UNCHECKPOINTED_LAYERS", 0) or 0),
-        fused_lora=fused_lora.enabled_by_env(env or {}))
+        fused_lora=fused_lora.enabled_by_env(env or {}), world_size=getattr(ctx.case, "gpus", 1),
+        sequence_parallel=int((env or {}).get("R1SFT_SEQUENCE_PARALLEL", 1) or 1))
 
 
 # ------------------------------------------------------------------------------------ exploration variants

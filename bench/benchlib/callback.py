@@ -117,6 +117,11 @@ class BenchCallback(TrainerCallback):
 
     # -- model hooks: run inside the training process, on device tensors, never .item() --
     def _pre_hook(self, module, args, kwargs):
+        # r1sft's sequence-parallel patch, when installed (never in a TRL peer process, which has no r1sft)
+        split = sys.modules.get("r1sft.patches.sequence_parallel")
+        if split is not None and split._state["group"] is not None:  # a shard: count the whole trace's documents
+            self.micro.append(_split_trace_stats(kwargs["attention_mask"], split._state))
+            return
         ids = kwargs.get("input_ids")
         if ids is None and args:
             ids = args[0]
@@ -170,6 +175,7 @@ class BenchCallback(TrainerCallback):
             _sync()
             self.t["window_end"] = time.perf_counter()
             self.mem = self._memory()
+            self._sum_over_ranks()
             if self.profile_steps > 0:
                 self.prof = torch.profiler.profile(
                     activities=[torch.profiler.ProfilerActivity.CPU]
@@ -182,6 +188,18 @@ class BenchCallback(TrainerCallback):
             _sync()
             self.t["profile_end"] = time.perf_counter()
             self.prof.__exit__(None, None, None)
+
+    def _sum_over_ranks(self) -> None:
+        """Every rank's tokens, documents and squared lengths of the window, added up (rank 0 writes them)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        window = [s for s in self.steps if self.start < s["step"] <= self.end]
+        for key in ("tokens", "sumsq", "docs"):
+            total = torch.stack([torch.as_tensor(s[key], dtype=torch.float64) for s in window]).sum().to(
+                "cuda" if torch.cuda.is_available() else "cpu")
+            torch.distributed.all_reduce(total)
+            self.meta[f"window_{key}"] = total.item()
+        self.meta["world"] = torch.distributed.get_world_size()
 
     @staticmethod
     def _memory() -> dict:
@@ -242,8 +260,9 @@ class BenchCallback(TrainerCallback):
                   "completed_steps": steps[-1]["step"] if steps else 0}
         if "window_end" in self.t:
             seconds = self.t["window_end"] - self.t["window_start"]
-            result["window"] = {"seconds": seconds, "tokens": sum(s["tokens"] for s in window),
-                                "sumsq": sum(s["sumsq"] for s in window), "docs": sum(s["docs"] for s in window),
+            result["window"] = {"seconds": seconds,
+                                **{key: self.meta.get(f"window_{key}", sum(s[key] for s in window))
+                                   for key in ("tokens", "sumsq", "docs")},
                                 "micro_batches": sum(s["micro"] for s in window), "steps": len(window)}
             result["memory"] = self.mem
         result["startup_seconds"] = (self.t.get("window_start", 0) - self.t.get("train_begin", 0)
@@ -262,6 +281,24 @@ class BenchCallback(TrainerCallback):
         sys.stderr.flush()
         # The model is not saved: LLaMA-Factory saves after train() returns, and saving is not what is measured.
         os._exit(0)
+
+
+def _split_trace_stats(mask, state) -> tuple:
+    """(real tokens, sum of squared document lengths, documents, longest) of the whole trace a shard belongs to,
+    divided by the ranks that share it (each of them counts it; the window's totals add the ranks up). ``mask``:
+    the shard of LLaMA-Factory's 2D mask, documents numbered 1, 2, ... when packed, 0 for padding."""
+    import deepspeed.comm as dscomm
+
+    parts = [torch.empty_like(mask) for _ in range(state["degree"])]
+    dscomm.all_gather(parts, mask.contiguous(), group=state["group"])
+    full = torch.cat(parts, dim=1)
+    change = torch.ones_like(full, dtype=torch.bool)
+    change[:, 1:] = full[:, 1:] != full[:, :-1]
+    run = change.flatten().cumsum(0) - 1  # one id per run of equal values
+    lengths = torch.zeros(full.numel(), device=full.device, dtype=torch.float64).index_add_(
+        0, run, (full.flatten() != 0).to(torch.float64))  # padding runs count 0 tokens
+    share = 1.0 / state["degree"]
+    return ((full != 0).sum() * share, (lengths * lengths).sum() * share, (lengths > 0).sum() * share, lengths.max())
 
 
 def runner_args(argv=None) -> argparse.Namespace:

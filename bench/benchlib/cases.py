@@ -15,7 +15,9 @@ class Case:
     window: tuple[int, int]  # optimizer steps (start, end]: tokens/s counts steps start+1..end
     median: int = 4000  # synthetic document length in tokens: log-normal median, and the longest
     max_len: int = 15000
-    sets: tuple[tuple[str, object], ...] = ()  # recipe keys every arm gets (r1sft recipe --set)
+    gpus: int = 1  # processes (torchrun --nproc_per_node); bench_train.py --gpus N rescales samples_per_step
+    sequence_parallel: int = 1  # GPUs each trace is split over (r1sft recipe --sequence-parallel)
+    sets: tuple[tuple[str, object], ...] = ()  # --set keys of the planned recipe
 
     @property
     def family(self) -> str:
@@ -44,4 +46,17 @@ CASES = {
     "qwen2.5-7b-lora-64k": Case("qwen2.5-7b-lora-64k", "qwen2.5-7b", "lora", 65536, 8, (2, 8), 12000, 60000,
                                 sets=(("rope_scaling", "yarn"),)),
 }
+# Several GPUs (not run by default; bench_train.py --case NAME on a machine with the GPUs). Scaling: the 16k
+# cases with --gpus 1 and --gpus 8 (samples per step grow with the GPUs: the same work per GPU). Split traces:
+# Qwen2.5-7B's 32k context stretched to 128k by YaRN (as Qwen's long-context recipe does), R1-like lengths up to
+# ~125k; 7B full SFT at 32k.
+MULTI_GPU = {
+    "qwen2.5-7b-lora-x8": Case("qwen2.5-7b-lora-x8", "qwen2.5-7b", "lora", 16384, 64, (2, 12), gpus=8),
+    "qwen2.5-7b-full-x8": Case("qwen2.5-7b-full-x8", "qwen2.5-7b", "full", 16384, 16, (5, 20), gpus=8),
+    "qwen2.5-7b-lora-128k-sp4": Case("qwen2.5-7b-lora-128k-sp4", "qwen2.5-7b", "lora", 131072, 4, (2, 8), 60000,
+                                     125000, gpus=4, sequence_parallel=4, sets=(("rope_scaling", "yarn"),)),
+    "qwen2.5-7b-full-32k-sp4": Case("qwen2.5-7b-full-32k-sp4", "qwen2.5-7b", "full", 32768, 8, (3, 12), 9000,
+                                    30000, gpus=8, sequence_parallel=4),
+}
 DEFAULT_CASES = list(CASES)
+CASES.update(MULTI_GPU)

@@ -183,7 +183,14 @@ def packed_sdpa_attention_forward(module, query, key, value, attention_mask, dro
             _state["fallbacks"] += 1
         return original(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                         is_causal=is_causal, **kwargs)
-    cu_seqlens, max_len = segments
+    _state["calls"] += 1
+    return attend_segments(query, key, value, *segments, scaling), None
+
+
+def attend_segments(query, key, value, cu_seqlens, max_len: int, scaling):
+    """Causal attention within each segment of the flattened batch (``cu_seqlens`` over batch x L tokens).
+    query (batch, heads, L, d), key/value (batch, kv_heads, L, d); returns (batch, L, heads, d). Also what
+    r1sft.patches.sequence_parallel runs over a whole trace's packed documents."""
     batch, heads, length, dim = query.shape
     flat = [t.transpose(1, 2).reshape(batch * length, t.shape[1], dim) for t in (query, key, value)]
     if query.is_cuda:
@@ -192,5 +199,4 @@ def packed_sdpa_attention_forward(module, query, key, value, attention_mask, dro
         out = varlen_attn(*flat, cu_seqlens, cu_seqlens, max_len, max_len, scale=scaling, window_size=(-1, 0))
     else:
         out = _attend_reference(*flat, cu_seqlens, scaling)
-    _state["calls"] += 1
-    return out.view(batch, length, heads, dim), None
+    return out.view(batch, length, heads, dim)

@@ -29,7 +29,8 @@ from pathlib import Path
 from types import ModuleType
 
 # In installation order.
-PATCHES = ("packed_attention", "liger_chunking", "lora_input_cast", "fused_lora", "partial_checkpointing")
+PATCHES = ("packed_attention", "liger_chunking", "lora_input_cast", "fused_lora", "partial_checkpointing",
+           "sequence_parallel")
 SITE_DIR = Path(__file__).resolve().parent / "site"  # its sitecustomize.py runs install_from_env()
 
 
@@ -38,6 +39,7 @@ class LaunchPlan:
     """What the launcher worked out for a launch beyond its config."""
 
     uncheckpointed_layers: int = 0  # layers the memory model lets keep their activations (recipe.fit)
+    sequence_parallel: int = 1  # ranks each trace is split over (the recipe's --sequence-parallel)
 
 
 def patch_modules() -> list[ModuleType]:

@@ -290,7 +290,9 @@ def _check_batch(recipe: _Recipe) -> None:
     ga = recipe.args.get("gradient_accumulation_steps", 1)
     if not (isinstance(pdb, int) and isinstance(ga, int)) or pdb < 1 or ga < 1:
         return  # the type and number checks report it
-    ranks = max(1, gpus) * nodes
+    split = header.get("sequence_parallel", "1")
+    split = int(split) if split.isdigit() and int(split) > 0 else 1
+    ranks = max(1, gpus or split) * nodes // max(1, split)  # data-parallel ranks: a split trace's ranks read one batch
     total = pdb * ga * ranks
     if recipe.args.get("packing"):
         _check_packing(recipe, header, total, global_batch, ranks)

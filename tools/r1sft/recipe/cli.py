@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recipe.add_argument("--packing", action="store_true",
                         help="neat packing: cutoff-long rows of several samples kept apart by varlen attention; "
                         "2-6x the tokens/s on one GPU, ~global-batch samples per step on average (docs/performance.md)")
+    recipe.add_argument("--sequence-parallel", metavar="N|auto",
+                        help="split each trace over N GPUs of a node (DeepSpeed Ulysses, under r1sft train); auto: "
+                        "the smallest N whose plan fits (docs/recipes.md)")
     recipe.add_argument("--think", choices=("on", "off"), help="Qwen3 only: off trains qwen3 with enable_thinking off (the empty think block in the prompt)")
     recipe.add_argument("--template", help="LLaMA-Factory template (must suit the model family)")
     recipe.add_argument("--model-path", help="local folder or hub id to train instead of the preset's model")
@@ -89,6 +92,7 @@ def run_recipe(args: argparse.Namespace) -> int:
                 template=args.template,
                 model_path=args.model_path,
                 packing=args.packing,
+                sequence_parallel=args.sequence_parallel,
                 overrides=parse_set(args.set),
                 out_dir=args.out_dir,
             )

@@ -16,6 +16,7 @@ OPTIONS = {
     "think": ("--think", "THINK"),
     "template": ("--template", "TEMPLATE"),
     "model_path": ("--model-path", "MODEL_PATH"),
+    "sequence_parallel": ("--sequence-parallel", "SP"),
 }
 
 

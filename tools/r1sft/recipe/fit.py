@@ -95,6 +95,7 @@ def _chosen(inputs: Inputs, notes: Notes, tried: list[_Trial], liger: bool, memo
         ga = inputs.per_rank // last.per_device
     else:
         ga = max(1, round(inputs.per_rank / samples_per_pack))
+    ga *= inputs.sequence_parallel  # split traces: each loader batch is N micro-batches, one shard of each
     chosen = Fit(last.deepspeed, last.gradient_checkpointing, last.per_device, ga, liger, last.memory, memory_args,
                  samples_per_pack, source)
     _deepspeed_reason(inputs, notes, chosen, tried)
@@ -111,7 +112,7 @@ def _memory_args(inputs: Inputs, liger: bool) -> dict[str, Any]:
     return dict(method=inputs.method, seq_len=inputs.cutoff, world_size=inputs.world, liger=liger,
                 bf16=not inputs.cpu, on_gpu=not inputs.cpu, lora_rank=int(lora["rank"]),
                 lora_dropout=float(lora["dropout"]), resize_vocab=bool(inputs.special_tokens),
-                gpus_per_node=max(1, inputs.gpus))
+                gpus_per_node=max(1, inputs.gpus), sequence_parallel=inputs.sequence_parallel)
 
 
 def _estimate(preset: Preset, memory_args: dict, ds: str | None, gc: bool, pdb: int) -> MemoryEstimate:
@@ -128,10 +129,11 @@ def _per_device_options(inputs: Inputs) -> list[int]:
     """Per-device batches to try, largest first: what --set fixes, else the divisors of the per-rank batch whose
     micro-batch stays within MICROBATCH_TOKENS."""
     if inputs.fixed_grad_accum is not None:
-        return [inputs.per_rank // inputs.fixed_grad_accum]
+        return [inputs.per_rank // (inputs.fixed_grad_accum // inputs.sequence_parallel)]
     if inputs.fixed_per_device is not None:
         return [inputs.fixed_per_device]
-    cap = max(1, MICROBATCH_TOKENS["cpu" if inputs.cpu else "gpu"] // inputs.cutoff)
+    # a rank holds 1/N of each trace's tokens when traces are split
+    cap = max(1, MICROBATCH_TOKENS["cpu" if inputs.cpu else "gpu"] * inputs.sequence_parallel // inputs.cutoff)
     return [d for d in range(inputs.per_rank, 0, -1) if inputs.per_rank % d == 0 and d <= cap] or [1]
 
 
@@ -141,7 +143,7 @@ def _packing(inputs: Inputs, notes: Notes, data_dir: Path) -> tuple[float | None
         return None, ""
     mean_tokens, source = mean_tokens_of(inputs.datasets, data_dir)
     samples_per_pack = max(1.0, inputs.cutoff * PACK_FILL / mean_tokens)
-    world, global_batch = inputs.world, inputs.global_batch
+    world, global_batch = inputs.data_parallel, inputs.global_batch
     if samples_per_pack * world > 1.5 * global_batch:  # one pack per rank is the least a step can hold
         notes.warnings.append(
             f"--packing: a {inputs.cutoff}-token pack holds ~{samples_per_pack:.0f} samples of {mean_tokens:.0f} "
@@ -274,18 +276,26 @@ def _liger_reason(inputs: Inputs, notes: Notes, chosen: Fit) -> None:
 def _batch_reason(inputs: Inputs, notes: Notes, chosen: Fit) -> None:
     pdb, ga, cutoff, gpus = chosen.per_device, chosen.grad_accum, inputs.cutoff, inputs.gpus
     pdb_why = f"{pdb} x {cutoff} = {pdb * cutoff} tokens per micro-batch"
+    if inputs.sequence_parallel > 1:
+        split = inputs.sequence_parallel
+        pdb_why = f"{pdb} x {cutoff} tokens per micro-batch, {-(-pdb * cutoff // split)} on each of {split} ranks"
     if inputs.fixed_per_device is not None or inputs.fixed_grad_accum is not None:
         pdb_why += " (set on the command line)"
     per = f"{pdb} per device x GA {ga} x {max(1, gpus)} {'GPUs' if gpus > 1 else 'GPU' if gpus == 1 else 'process'}"
     if inputs.nodes > 1:
         per += f" x {inputs.nodes} nodes"
+    if inputs.sequence_parallel > 1:
+        split, groups = inputs.sequence_parallel, inputs.data_parallel
+        per = (f"{pdb} per device x GA {ga} x {groups} data-parallel rank{'s' if groups > 1 else ''} "
+               f"({inputs.world} {'processes' if inputs.cpu else 'GPUs'} / {split} per trace; GA counts the "
+               f"{split} shards of each batch)")
     spp = chosen.samples_per_pack
     if spp is None:
         notes.why["per_device_train_batch_size"] = pdb_why
         notes.why["gradient_accumulation_steps"] = f"{per} = {inputs.global_batch} (global batch)"
         notes.reason(f"batch: {per} = {inputs.global_batch}; {pdb_why}", "gradient_accumulation_steps")
         return
-    packs = pdb * ga * inputs.world
+    packs = pdb * ga * inputs.data_parallel
     plural = "s" if packs > 1 else ""
     notes.why["per_device_train_batch_size"] = f"1 pack of up to {cutoff} tokens holding ~{spp:.1f} samples"
     notes.why["gradient_accumulation_steps"] = (f"{per} = {packs} pack{plural} = ~{packs * spp:.0f} samples "
@@ -301,12 +311,13 @@ def _batch_reason(inputs: Inputs, notes: Notes, chosen: Fit) -> None:
                  "packing")
 
 
-def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: int, fused: bool | None = None) -> int:
+def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: int, fused: bool | None = None,
+                          sequence_parallel: int = 1) -> int:
     """How many of the last decoder layers ``r1sft train`` can run without gradient checkpointing for ``config``
     (a LLaMA-Factory training config) within the memory budget: 0 where checkpointing is off, on CPU, or nothing
     more fits. The planner writes it in the recipe's header; the launcher recomputes it for the config it launches
     (edits and overrides included) and hands it to r1sft.patches.partial_checkpointing. ``fused``: whether the run
-    gets r1sft.patches.fused_lora (None: its default for ``config``)."""
+    gets r1sft.patches.fused_lora (None: its default for ``config``); ``sequence_parallel``: ranks per trace."""
     if config.get("disable_gradient_checkpointing") or config.get("use_cpu") or preset.tiny:
         return 0
     if (config.get("finetuning_type", "lora") != "lora" or config.get("quantization_bit") or config.get("use_dora")
@@ -314,7 +325,7 @@ def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: i
         # measured for LoRA only (docs/bench/h100-partial-checkpointing/); the other methods' counts carry more margin
         return 0
     budget = gpu_mem * GIB * HEADROOM
-    args = _config_memory_args(config, world, fused)
+    args = {**_config_memory_args(config, world, fused), "sequence_parallel": sequence_parallel}
     kept = 0
     while kept < preset.shape.layers - 1 and estimate_memory(
             preset.shape, **args, uncheckpointed_layers=kept + 1).peak <= budget:
@@ -344,7 +355,8 @@ def partial_checkpointing(inputs: Inputs, notes: Notes, chosen: Fit, train: dict
     if not chosen.gradient_checkpointing:
         return 0
     fused = fused_lora.applies_to(train, {})  # r1sft train's default for this recipe
-    kept = uncheckpointed_layers(train, inputs.preset, inputs.gpu_mem, inputs.world, fused=fused)
+    kept = uncheckpointed_layers(train, inputs.preset, inputs.gpu_mem, inputs.world, fused=fused,
+                                 sequence_parallel=inputs.sequence_parallel)
     if not kept:
         return 0
     stage, offload = ZERO[chosen.deepspeed] if chosen.deepspeed else (None, False)

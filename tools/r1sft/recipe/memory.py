@@ -151,6 +151,7 @@ def estimate_memory(
     gpus_per_node: int | None = None,
     uncheckpointed_layers: int = 0,
     fused_lora: bool = False,
+    sequence_parallel: int = 1,
 ) -> MemoryEstimate:
     """Peak bytes of one training process for ``method`` (full, lora, qlora, dora).
 
@@ -159,11 +160,14 @@ def estimate_memory(
     ``micro_batch`` the per-device batch, so T = seq_len x micro_batch tokens are live at once.
     ``uncheckpointed_layers``: with checkpointing, that many layers keep all their activations
     (r1sft.patches.partial_checkpointing). ``fused_lora``: LoRA's linears run as r1sft.patches.fused_lora's autograd function.
+    ``sequence_parallel``: each trace split over that many GPUs (r1sft.patches.sequence_parallel): a GPU holds
+    1/N of the tokens' activations and logits. Between its two all-to-alls attention holds all the tokens for 1/N
+    of the heads, the same bytes as all the heads for 1/N of the tokens, so the per-token count stands.
     """
     if method not in ("full", "lora", "qlora", "dora"):
         raise ValueError(f"unknown method {method!r}")
     g = max(1, world_size)
-    tokens = seq_len * micro_batch
+    tokens = -(-seq_len // max(1, sequence_parallel)) * micro_batch
     half = 2 if bf16 else 4  # bytes of a weight/activation in the compute dtype
     notes: list[str] = []
 

@@ -16,9 +16,10 @@ from r1sft import paths
 from r1sft.presets import ADAPTER_METHODS, Preset
 from r1sft.recipe.commands import commands
 from r1sft.recipe.exports import base_generation_config, plain_export_gaps
-from r1sft.recipe.fit import METHOD_NAMES, fit, partial_checkpointing
+from r1sft.recipe.fit import METHOD_NAMES, partial_checkpointing
 from r1sft.recipe.memory import GIB, MemoryEstimate
 from r1sft.recipe.request import Notes, RecipeRequest, read_request
+from r1sft.recipe.sequence import fit_split, refuse_config
 from r1sft.recipe.values import MERGE_WHY, merge_values, train_values
 
 
@@ -47,6 +48,7 @@ class Plan:
     memory: MemoryEstimate
     samples_per_pack: float | None  # None: not packed
     uncheckpointed_layers: int  # of the last layers, run without checkpointing under `r1sft train`
+    sequence_parallel: int  # ranks each trace is split over (1: none; r1sft.patches.sequence_parallel)
     train: dict[str, Any]
     extra_keys: list[str]  # --set keys the templates do not place: rendered at the end of their section
     merge: dict[str, Any] | None
@@ -78,7 +80,11 @@ class Plan:
 
     @property
     def world(self) -> int:
-        return max(1, self.gpus) * self.nodes
+        return (self.gpus or self.sequence_parallel) * self.nodes
+
+    @property
+    def data_parallel(self) -> int:
+        return self.world // self.sequence_parallel
 
     @property
     def is_adapter(self) -> bool:
@@ -87,9 +93,10 @@ class Plan:
     @property
     def hardware(self) -> str:
         if self.cpu:
-            return "CPU"
+            return f"CPU ({self.world} processes, each trace split over them)" if self.sequence_parallel > 1 else "CPU"
         node = f" x {self.nodes} nodes" if self.nodes > 1 else ""
-        return f"{self.gpus} GPU{'s' if self.gpus > 1 else ''}{node} ({self.gpu_mem:g} GiB each)"
+        split = f", each trace split over {self.sequence_parallel}" if self.sequence_parallel > 1 else ""
+        return f"{self.gpus} GPU{'s' if self.gpus > 1 else ''}{node} ({self.gpu_mem:g} GiB each){split}"
 
     @property
     def memory_line(self) -> str:
@@ -101,10 +108,12 @@ class Plan:
 
     @property
     def batch_line(self) -> str:
-        line = f"{self.per_device} per device x GA {self.grad_accum} x {self.world}"
+        line = f"{self.per_device} per device x GA {self.grad_accum} x {self.data_parallel}"
+        if self.sequence_parallel > 1:
+            line += f" data-parallel ({self.world} / {self.sequence_parallel} per trace)"
         if self.samples_per_pack is None:
             return f"{line} = {self.global_batch}"
-        packs = self.per_device * self.grad_accum * self.world
+        packs = self.per_device * self.grad_accum * self.data_parallel
         return (f"{line} = {packs} packs x ~{self.samples_per_pack:.1f} samples = "
                 f"~{packs * self.samples_per_pack:.0f} samples (global batch {self.global_batch})")
 
@@ -124,8 +133,9 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
     data_dir = data_dir or paths.DATA_DIR
     notes = Notes()
     inputs = read_request(request, notes, data_dir, build_tiny)
-    chosen = fit(inputs, notes, data_dir)
+    chosen = fit_split(inputs, notes, data_dir)
     train, extra_keys = train_values(inputs, chosen, notes, data_dir)
+    refuse_config(train, inputs.sequence_parallel)
     kept = partial_checkpointing(inputs, notes, chosen, train)
     merge = merge_values(inputs, train)
     preset, method = inputs.preset, inputs.method
@@ -141,7 +151,8 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         nodes=inputs.nodes, gpu_mem=inputs.gpu_mem, cutoff=inputs.cutoff, global_batch=inputs.global_batch,
         per_device=chosen.per_device, grad_accum=chosen.grad_accum, deepspeed=chosen.deepspeed,
         gradient_checkpointing=chosen.gradient_checkpointing, liger=chosen.liger, memory=chosen.memory,
-        samples_per_pack=chosen.samples_per_pack, uncheckpointed_layers=kept, train=train, extra_keys=extra_keys,
+        samples_per_pack=chosen.samples_per_pack, uncheckpointed_layers=kept,
+        sequence_parallel=inputs.sequence_parallel, train=train, extra_keys=extra_keys,
         merge=merge, merge_why=MERGE_WHY, why=notes.why, reasons=notes.reasons, header_reasons=notes.header,
         warnings=notes.warnings, command=command, make_command=make_command,
         sft_path=out_dir / f"{method}_sft.yaml", merge_path=out_dir / f"{method}_merge.yaml" if merge else None,

@@ -44,6 +44,7 @@ class RecipeRequest:
     template: str | None = None
     model_path: str | None = None
     packing: bool = False  # neat packing: several samples per cutoff-long row, kept apart by the attention mask
+    sequence_parallel: int | str | None = None  # GPUs each trace is split over, or "auto" (recipe.sequence)
     overrides: dict[str, Any] = field(default_factory=dict)
     out_dir: Path | None = None
 
@@ -90,6 +91,7 @@ class Inputs:
     deepspeed: str  # one of DEEPSPEED_CHOICES
     passthrough: dict[str, Any]  # the other --set keys, checked later against LLaMA-Factory's own
     enable_thinking: bool | None = None  # the reasoning template's mode (THINK=on/off); None for other templates
+    sequence_parallel: int = 1  # ranks each trace is split over (1: none)
 
     @property
     def cpu(self) -> bool:
@@ -97,7 +99,13 @@ class Inputs:
 
     @property
     def world(self) -> int:
-        return max(1, self.gpus) * self.nodes
+        # a CPU recipe runs one process, or one per shard of a trace (r1sft's test path of --sequence-parallel)
+        return (self.gpus or self.sequence_parallel) * self.nodes
+
+    @property
+    def data_parallel(self) -> int:
+        """Ranks that read different samples: every GPU, or every group of ``sequence_parallel`` GPUs."""
+        return self.world // self.sequence_parallel
 
     @property
     def per_rank(self) -> int:
@@ -106,7 +114,7 @@ class Inputs:
     @property
     def ranks(self) -> str:
         if self.cpu:
-            return "1 CPU process"
+            return f"{self.world} CPU process{'es' if self.world > 1 else ''}"
         return f"{max(1, self.gpus)} GPU{'s' if self.gpus > 1 else ''} x {self.nodes} node{'s' if self.nodes > 1 else ''}"
 
 
@@ -156,6 +164,9 @@ def read_request(request: RecipeRequest, notes: Notes, data_dir: Path, build_tin
         deepspeed=request.deepspeed, passthrough=overrides, enable_thinking=enable_thinking,
     )
     inputs.cutoff = _cutoff(inputs, planned.get("cutoff_len"), notes)
+    from r1sft.recipe.sequence import requested_degree
+
+    inputs.sequence_parallel = requested_degree(inputs)
     inputs.global_batch = _global_batch(inputs)
     _check_fixed_batch(inputs)
     inputs.deepspeed = _deepspeed(inputs, planned.get("deepspeed"))
@@ -299,12 +310,18 @@ def _check_fixed_batch(inputs: Inputs) -> None:
     for key, value in (("per_device_train_batch_size", fixed_pdb), ("gradient_accumulation_steps", fixed_ga)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise R1sftError(f"--set {key}={value}: expected a whole number of at least 1")
-    if fixed_pdb is not None and fixed_ga is not None and fixed_pdb * fixed_ga * world != inputs.global_batch:
+    split = inputs.sequence_parallel
+    if fixed_ga is not None and fixed_ga % split:
+        raise R1sftError(f"--set gradient_accumulation_steps={fixed_ga}: with --sequence-parallel {split} it counts "
+                         f"the {split} shards of every batch: use a multiple of {split}")
+    rounds = None if fixed_ga is None else fixed_ga // split  # loader batches per step on each rank
+    if fixed_pdb is not None and rounds is not None and fixed_pdb * rounds * world != inputs.global_batch:
+        ranks = f"{inputs.data_parallel} data-parallel ranks" if split > 1 else f"{world} ranks"
         raise R1sftError(
-            f"per_device_train_batch_size {fixed_pdb} x gradient_accumulation_steps {fixed_ga} x {world} ranks = "
-            f"{fixed_pdb * fixed_ga * world}, not the global batch {inputs.global_batch}"
+            f"per_device_train_batch_size {fixed_pdb} x gradient_accumulation_steps {fixed_ga} x {ranks} = "
+            f"{fixed_pdb * fixed_ga * inputs.data_parallel}, not the global batch {inputs.global_batch}"
         )
-    for key, value in (("gradient_accumulation_steps", fixed_ga), ("per_device_train_batch_size", fixed_pdb)):
+    for key, value in (("gradient_accumulation_steps", rounds), ("per_device_train_batch_size", fixed_pdb)):
         if value is not None and inputs.per_rank % value:
             raise R1sftError(
                 f"{key} {value} does not divide {inputs.global_batch} / {world} ranks = {inputs.per_rank}")

@@ -64,8 +64,8 @@ def _count(env: Mapping[str, str], key: str, default: str, least: int = 1) -> in
 
 def world_size_warning(header: Mapping[str, str], env: Mapping[str, str]) -> str | None:
     """A line when the launch's processes differ from those the recipe's global batch was planned for."""
-    try:
-        planned = max(1, int(header["gpus"])) * max(1, int(header.get("nodes", 1)))
+    try:  # a CPU recipe plans one process, or one per shard of a trace (--sequence-parallel)
+        planned = (int(header["gpus"]) or int(header.get("sequence_parallel", 1))) * max(1, int(header.get("nodes", 1)))
         batch = int(header["global_batch"])
     except (KeyError, ValueError):
         return None
@@ -75,6 +75,26 @@ def world_size_warning(header: Mapping[str, str], env: Mapping[str, str]) -> str
     return (f"r1sft: warning: the recipe plans a global batch of {batch} for {planned} process"
             f"{'es' if planned > 1 else ''}; this launch runs {actual}, so each optimizer step holds "
             f"{batch * actual // planned} samples (re-render it for this hardware: make recipe ... GPUS= NODES=)")
+
+
+def sequence_parallel_degree(header: Mapping[str, str], env: Mapping[str, str]) -> int:
+    """Ranks per trace: ``R1SFT_SEQUENCE_PARALLEL`` when set, else the recipe's ``# r1sft: sequence_parallel=``."""
+    from r1sft.patches import sequence_parallel
+
+    value = env.get(sequence_parallel.ENV_VAR) or header.get("sequence_parallel") or "1"
+    return _count({"sequence_parallel": value}, "sequence_parallel", "1")
+
+
+def _check_sequence_parallel(config: dict, split: int, nproc: int) -> None:
+    if split <= 1:
+        return
+    from r1sft.patches import sequence_parallel
+
+    problems = sequence_parallel.config_problems(config, split)
+    if nproc % split:
+        problems.insert(0, f"NPROC_PER_NODE={nproc} is not a multiple of {split}: a trace's shards stay on one node")
+    if problems:
+        raise R1sftError(f"sequence parallelism {split}: {problems[0]}")
 
 
 def launch_environment(config: dict, environ: dict[str, str] | None = None, header: Mapping[str, str] | None = None,
@@ -91,19 +111,26 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None, head
         rank = _count(env, "NODE_RANK", "0", least=0)
         if rank >= nnodes:
             raise R1sftError(f"NODE_RANK={rank}: expected 0..{nnodes - 1} for NNODES={nnodes}")
+    split = sequence_parallel_degree(header or {}, env)
     if not env.get("NPROC_PER_NODE"):
-        # A CPU recipe (use_cpu) plans its global batch for one process, whatever GPUs the machine has.
-        if visible is None and not config.get("use_cpu"):
-            visible = visible_gpu_count(env, ask_torch=False)
-        env["NPROC_PER_NODE"] = "1" if config.get("use_cpu") else str(max(visible or 0, 1))
+        # A CPU recipe (use_cpu) plans its global batch for one process, whatever GPUs the machine has; one
+        # split over N processes (--sequence-parallel, r1sft's test path) for N.
+        if config.get("use_cpu"):
+            env["NPROC_PER_NODE"] = str(split)
+        else:
+            if visible is None:
+                visible = visible_gpu_count(env, ask_torch=False)
+            env["NPROC_PER_NODE"] = str(max(visible or 0, 1))
     nproc = _count(env, "NPROC_PER_NODE", "1")
+    _check_sequence_parallel(config, split, nproc)
     if config.get("deepspeed") or nproc > 1 or nnodes > 1:
         env["FORCE_TORCHRUN"] = "1"
     if not config.get("use_cpu"):
         for key, value in PERFORMANCE_ENV.items():
             env.setdefault(key, value)
     world = nproc * nnodes
-    switches = patch_switches(config, env, planned_uncheckpointed_layers(config, header or {}, world, env))
+    layers = planned_uncheckpointed_layers(config, header or {}, world, env, sequence_parallel=split)
+    switches = patch_switches(config, env, layers, sequence_parallel=split)
     env.update(switches)
     if registry.any_enabled(switches):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(registry.SITE_DIR), env.get("PYTHONPATH", "")]))

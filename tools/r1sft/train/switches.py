@@ -10,15 +10,17 @@ from r1sft.errors import R1sftError
 from r1sft.patches import fused_lora, registry
 
 
-def patch_switches(config: dict, environ: Mapping[str, str], uncheckpointed_layers: int = 0) -> dict[str, str]:
+def patch_switches(config: dict, environ: Mapping[str, str], uncheckpointed_layers: int = 0,
+                   sequence_parallel: int = 1) -> dict[str, str]:
     """The environment variables that switch on the patches a run of ``config`` needs; a value already in
     ``environ`` (``off``, ``0``) wins. The launcher and the benchmark both use it. ``uncheckpointed_layers``: what
-    ``planned_uncheckpointed_layers`` allows for this config."""
-    return registry.switches(config, environ, registry.LaunchPlan(uncheckpointed_layers=uncheckpointed_layers))
+    ``planned_uncheckpointed_layers`` allows for this config; ``sequence_parallel``: ranks per trace."""
+    return registry.switches(config, environ, registry.LaunchPlan(uncheckpointed_layers=uncheckpointed_layers,
+                                                                  sequence_parallel=sequence_parallel))
 
 
 def planned_uncheckpointed_layers(config: dict, header: Mapping[str, str], world: int,
-                                  environ: Mapping[str, str] | None = None) -> int:
+                                  environ: Mapping[str, str] | None = None, sequence_parallel: int = 1) -> int:
     """Layers to leave uncheckpointed, recomputed for the config as launched from the preset and GPU memory r1sft
     planned for (``header``: the recipe's ``# r1sft:`` fields); 0 for recipes r1sft did not plan."""
     if not header.get("preset") or config.get("disable_gradient_checkpointing") or config.get("use_cpu"):
@@ -37,7 +39,8 @@ def planned_uncheckpointed_layers(config: dict, header: Mapping[str, str], world
                   "with --model-path to plan for it)", file=sys.stderr)
             return 0
         return uncheckpointed_layers(config, preset, float(header.get("gpu_mem", 80)), world,
-                                     fused=fused_lora.applies_to(config, environ or {}))
+                                     fused=fused_lora.applies_to(config, environ or {}),
+                                     sequence_parallel=sequence_parallel)
     except (R1sftError, ValueError, KeyError, TypeError) as exc:
         print(f"r1sft: every layer checkpointed ({exc})", file=sys.stderr)
         return 0
