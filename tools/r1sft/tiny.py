@@ -24,20 +24,12 @@ from pathlib import Path
 
 from r1sft.errors import R1sftError
 from r1sft.paths import PACKAGE_DIR, TINY_MODELS_DIR
+from r1sft.qwen_vocab import QWEN3_PLAIN_ADDED, QWEN_PLAIN_ADDED, QWEN_SPECIAL, QWEN_SPLIT
 
 # Pre-tokenizer regexes from the families' tokenizer.json: Qwen splits digits one by one, Llama 3 in groups of three.
-QWEN_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
 LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-
-QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-                "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-                "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
-QWEN_PLAIN_ADDED = ["<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
-                    "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
 LLAMA3_SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
                   "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>",
                   "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"]
@@ -72,8 +64,7 @@ FAMILIES: dict[str, TinyFamily] = {
     ),
     "qwen3": TinyFamily(
         name="qwen3", model_type="qwen3", split_regex=QWEN_SPLIT, special_tokens=QWEN_SPECIAL,
-        # Qwen3 ships <think> and </think> as added tokens that are not special: decoding keeps them.
-        plain_added_tokens=QWEN_PLAIN_ADDED + ["<tool_response>", "</tool_response>", "<think>", "</think>"],
+        plain_added_tokens=QWEN3_PLAIN_ADDED,
         bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         generation_eos=["<|im_end|>", "<|endoftext|>"], chat_template_file="qwen3.jinja",
         config_extra={"rope_theta": 1000000.0},
@@ -190,9 +181,9 @@ def _tokenizer(family: TinyFamily, shape: TinyShape, variant: TinyVariant):
     if variant.real_vocab:
         if family.name not in ("qwen2.5", "qwen3"):
             raise R1sftError(f"no real vocabulary for {family.name}: only Qwen's ships under a free licence")
-        from r1sft.qwen_vocab import _raw_tokenizer
+        from r1sft.qwen_vocab import raw_tokenizer
 
-        raw = _raw_tokenizer(family.name)
+        raw = raw_tokenizer(family.name)
     else:
         raw = _build_tokenizer(family, shape.vocab)
     _post_processor(raw, family)

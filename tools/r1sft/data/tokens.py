@@ -32,7 +32,11 @@ class TokenCounter:
         self.name = tokenizer
         from r1sft.qwen_vocab import resolve_tokenizer
 
-        path = resolve_tokenizer(tokenizer)  # qwen2.5 / qwen3: the real vocabulary, offline; tiny-*: r1sft's tiny models
+        path = resolve_tokenizer(tokenizer)  # qwen2.5 / qwen3: the real Qwen vocabulary, built offline
+        if tokenizer.startswith("tiny-"):  # r1sft's offline tiny presets, handy in tests and demos
+            from r1sft.tiny import ensure_tiny_model
+
+            path = str(ensure_tiny_model(tokenizer))
         try:
             folder = _tokenizer_folder(path)
             if folder is not None and (folder / "tokenizer.json").is_file():
