@@ -96,7 +96,8 @@ def test_base_presets_make_the_end_of_turn_token_the_eos(preset, root, tmp_path)
     assert check_recipes([p for p in lora_files if p.suffix == ".yaml"], root=root) == []
 
 
-def test_merge_recipes_say_where_plain_export_falls_short(root, tmp_path, capsys):
+def test_merge_recipes_say_where_plain_export_falls_short(root, tmp_path, capsys, tiny_model):
+    tiny_model("tiny-qwen3-base")  # judged by its own files below
     llama, files = _write(root, tmp_path, model="llama3.2-3b")
     assert llama.export_gaps == [LLAMA_DATE]
     assert f"# Run:      r1sft merge {llama.merge_path.as_posix()}" in files[llama.merge_path]
