@@ -218,3 +218,21 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_files(tmp_path):
         for _ in range(100):
             os.killpg(proc.pid, 0)
             time.sleep(0.1)
+
+
+def test_shared_keys_table(tmp_path, monkeypatch):
+    from r1sft.data import shared_keys
+
+    table = shared_keys.SharedKeys.create(str(tmp_path))
+    reader = shared_keys.SharedKeys(table.path, writable=False)
+    keys = [5, 5 + shared_keys.SLOTS, 2**64 - 1, 7]  # the first two probe the same slot
+    for key in keys:
+        table.add(key)
+    assert all(key in reader for key in keys) and 6 not in reader and 0 not in reader
+    assert table.count == 4
+    table.count = shared_keys.SLOTS // 2  # full: it stops growing, and lookups still answer
+    table.add(11)
+    assert 11 not in reader and 7 in reader
+    reader.close()
+    table.close(remove=True)
+    assert list(tmp_path.iterdir()) == []

@@ -187,6 +187,7 @@ class PromptIndex:
         self.near: dict[int, int] | None = {} if near else None
         self.grouped = grouped
         self.where = where  # ordinal -> "file row N"
+        self.shared = None  # SharedKeys: the kept prompts, for the workers (a hint, see shared_keys.py)
 
     def check(self, key: int, bands) -> None:
         seen = self.exact.get(key)
@@ -208,6 +209,8 @@ class PromptIndex:
         if key in self.exact:
             return
         self.exact[key] = ordinal
+        if self.shared is not None:
+            self.shared.add(key)
         if self.near is not None:
             for band in bands:
                 self.near.setdefault(band, key)
@@ -231,6 +234,7 @@ class PromptCap:
         self.k = k
         self.groups: dict[int, list] = {}
         self.entries = 0
+        self.shared = None  # SharedKeys: the prompts with a kept answer, for the workers (see shared_keys.py)
 
     def offer(self, key: int, length: int, ordinal: int, ref) -> tuple[bool, object]:
         """(kept, the ``ref`` of the row pushed out or None). Heap entries are (-length, -ordinal, ref): the root is
@@ -239,6 +243,8 @@ class PromptCap:
         if heap is None:
             self.groups[key] = [(-length, -ordinal, ref)]
             self.entries += 1
+            if self.shared is not None:
+                self.shared.add(key)
             return True, None
         if len(heap) < self.k:
             heapq.heappush(heap, (-length, -ordinal, ref))

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 
 from r1sft.data.rowwork import RowWorker, WorkSpec, init_process, run_in_process
+from r1sft.data.shared_keys import PREFIX
 from r1sft.errors import R1sftError
 
 
@@ -75,7 +76,7 @@ def _pooled(items: Iterable, spec: WorkSpec, workers: int) -> Iterator:
 
 
 SHM = "/dev/shm"
-_SLOT_PREFIX = "r1sft-convert-"
+_SLOT_PREFIX = PREFIX
 
 
 def _slot_folder() -> str | None:

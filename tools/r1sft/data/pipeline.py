@@ -46,6 +46,7 @@ from r1sft.data.rowwork import (
     WorkSpec,
 )
 from r1sft.data.sampling import SeededSample
+from r1sft.data.shared_keys import SharedKeys
 from r1sft.data.sources import Source, get_source, parse_field_map
 from r1sft.data.system_prompts import SystemPolicy
 from r1sft.data.writer import LineWriter, Spool
@@ -255,9 +256,16 @@ class _Conversion:
         self.cap_detail = f"the prompt has {k} shorter or earlier answer(s) (--max-per-prompt {k})"
         self.stats = Stats(source="+".join(p[0] for p in plan), inputs=[i.label for p in plan for i in p[2]],
                            output=str(output), name=name, options=recorded_options(opts, field_map))
+        # with workers, the prompts kept so far spare them MinHash and decontamination work (a hint: see SharedKeys)
+        hashing = opts.dedupe == "near" or bool(opts.decontaminate)
+        self.shared = SharedKeys.create() if self.workers > 1 and hashing and (self.index or self.cap) else None
+        for keeper in (self.index, self.cap):
+            if keeper is not None:
+                keeper.shared = self.shared
         self.spec = WorkSpec(sources=tuple(p[0] for p in plan), options=vars(opts).copy(), field_map=field_map,
                              keys=bool(opts.dedupe or opts.max_per_prompt), near=opts.dedupe == "near",
-                             lengths=bool(opts.max_per_prompt))
+                             lengths=bool(opts.max_per_prompt),
+                             shared_keys=self.shared.path if self.shared is not None else None)
 
     # -- the run -----------------------------------------------------------------------------------------------------
 
@@ -297,6 +305,8 @@ class _Conversion:
         finally:
             if self.spool is not None:
                 self.spool.close()
+            if self.shared is not None:
+                self.shared.close(remove=True)
         return self.stats
 
     def _convert_all(self, progress) -> None:

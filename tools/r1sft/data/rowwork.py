@@ -22,6 +22,7 @@ from r1sft.data.hygiene import Decontaminator, NearHasher, QualityFilter, prompt
 from r1sft.data.readers import LINE_KINDS, Chunk, open_chunk
 from r1sft.data.reasoning import BEGIN_THOUGHT
 from r1sft.data.rowformat import converted_row
+from r1sft.data.shared_keys import SharedKeys
 from r1sft.data.sources import get_source
 from r1sft.data.system_prompts import SystemPolicy
 from r1sft.data.writer import IOV_MAX
@@ -42,6 +43,7 @@ class WorkSpec:
     keys: bool  # compute prompt keys (dedupe or --max-per-prompt)
     near: bool  # compute MinHash band keys
     lengths: bool = False  # measure answers (--max-per-prompt)
+    shared_keys: str | None = None  # SharedKeys file: prompts already kept need no MinHash or decontamination
 
 
 class SlotLines(NamedTuple):
@@ -102,6 +104,7 @@ class _Converter:
         self.decontaminator = shared["decontaminator"]
         self.counter = shared["counter"]
         self.near = shared["near"]
+        self.kept = shared["kept"]
         self.keys = spec.keys
 
     def has_columns(self, data: dict) -> bool:
@@ -140,14 +143,15 @@ class _Converter:
             flags |= STRATOS_KEPT
         prompts = conversation.prompts()
         key = prompt_key(prompts) if self.keys or self.decontaminator is not None else None
-        if self.decontaminator is not None:
+        kept = self.kept is not None and key in self.kept  # an answer of a prompt already kept (see SharedKeys)
+        if self.decontaminator is not None and not kept:
             self.decontaminator.check(prompts, key)
         n_tokens = None
         if self.counter is not None:
             n_tokens = self.counter.count(system, turns)
             if self.max_tokens is not None and n_tokens > self.max_tokens:
                 raise _TooLong(n_tokens, self.max_tokens)
-        bands = self.near.keys(prompts, key) if self.near is not None else None
+        bands = None if self.near is None else () if kept else self.near.keys(prompts, key)
         return line, n_tokens, flags, key, bands, sum(map(len, turns[1::2]))
 
 
@@ -157,7 +161,8 @@ class RowWorker:
     def __init__(self, spec: WorkSpec) -> None:
         opts = spec.options
         shared = {"decontaminator": Decontaminator(list(opts["decontaminate"])) if opts["decontaminate"] else None,
-                  "counter": None, "near": NearHasher(opts["seed"] or 0) if spec.near else None}
+                  "counter": None, "near": NearHasher(opts["seed"] or 0) if spec.near else None,
+                  "kept": SharedKeys(spec.shared_keys, writable=False) if spec.shared_keys else None}
         if opts["tokenizer"]:
             from r1sft.data.tokens import TokenCounter
 
