@@ -18,7 +18,7 @@ from r1sft.recipe.commands import commands
 from r1sft.recipe.exports import base_generation_config, plain_export_gaps
 from r1sft.recipe.fit import METHOD_NAMES, partial_checkpointing
 from r1sft.recipe.memory import GIB, MemoryEstimate
-from r1sft.recipe.request import Notes, RecipeRequest, read_request
+from r1sft.recipe.request import Inputs, Notes, RecipeRequest, read_request
 from r1sft.recipe.sequence import fit_split, refuse_config
 from r1sft.recipe.values import MERGE_WHY, merge_values, train_values
 
@@ -63,6 +63,7 @@ class Plan:
     merge_path: Path | None
     export_gaps: list[str]  # why plain llamafactory-cli export would not match training (then: r1sft merge)
     generation_config: dict[str, Any] | None = None  # written beside the recipe (a base model's full SFT)
+    inputs: Inputs | None = None  # the checked request the plan was made from
 
     @property
     def generation_config_path(self) -> Path:
@@ -80,11 +81,11 @@ class Plan:
 
     @property
     def world(self) -> int:
-        return (self.gpus or self.sequence_parallel) * self.nodes
+        return self.inputs.world
 
     @property
     def data_parallel(self) -> int:
-        return self.world // self.sequence_parallel
+        return self.inputs.data_parallel
 
     @property
     def is_adapter(self) -> bool:
@@ -156,7 +157,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         merge=merge, merge_why=MERGE_WHY, why=notes.why, reasons=notes.reasons, header_reasons=notes.header,
         warnings=notes.warnings, command=command, make_command=make_command,
         sft_path=out_dir / f"{method}_sft.yaml", merge_path=out_dir / f"{method}_merge.yaml" if merge else None,
-        export_gaps=gaps, generation_config=generation,
+        export_gaps=gaps, generation_config=generation, inputs=inputs,
     )
 
 
