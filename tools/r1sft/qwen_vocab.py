@@ -15,12 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from r1sft.errors import R1sftError
 from r1sft.paths import CACHE_DIR, PACKAGE_DIR
+from r1sft.yamlio import atomic_folder
 
 REGULAR_TOKENS = 151643  # lines of qwen.tiktoken; the first special token's id
 # Qwen's pre-tokenizer regex (its tokenizer.json): digits split one by one.
@@ -93,15 +92,8 @@ def qwen_tokenizer_dir(family: str = "qwen3", root: str | os.PathLike | None = N
     if (out / "tokenizer.json").is_file():
         return out
     tokenizer = build_fast_tokenizer(family)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:  # written aside and renamed: a half-built folder is never taken for a tokenizer
+    with atomic_folder(out) as tmp:
         tokenizer.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -17,14 +17,13 @@ import copy
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from r1sft.errors import R1sftError
 from r1sft.paths import PACKAGE_DIR, TINY_MODELS_DIR
 from r1sft.qwen_vocab import QWEN3_PLAIN_ADDED, QWEN_PLAIN_ADDED, QWEN_SPECIAL, QWEN_SPLIT
+from r1sft.yamlio import atomic_folder
 
 # Pre-tokenizer regexes from the families' tokenizer.json: Qwen splits digits one by one, Llama 3 in groups of three.
 LLAMA3_SPLIT = (
@@ -275,20 +274,12 @@ def build_tiny_model(family_name: str, out_dir: str | os.PathLike, shape: TinySh
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.generation_config = _generation_config(family, config, token_ids, variant)
 
-    # Write into a temporary sibling and rename, so an interrupted build never leaves a half-written model behind.
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:  # an interrupted build never leaves a half-written model behind
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "r1sft_tiny.json").write_text(json.dumps(
             {"family": family.name, "shape": shape.__dict__, "variant": variant.__dict__, "seed": seed,
              "build": digest}, indent=2, sort_keys=True) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

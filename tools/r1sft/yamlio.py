@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -98,3 +101,18 @@ def parse_assignments(items: list[str], what: str) -> dict:
             raise R1sftError(f"{what} {key}: expected a single value, got {type(value).__name__}")
         out[key] = value
     return out
+
+
+@contextlib.contextmanager
+def atomic_folder(out: Path) -> Iterator[Path]:
+    """A folder written into a temporary sibling (yielded) and renamed into place when the block succeeds, so an
+    interrupted build never leaves a half-written folder that would be taken for the real one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
