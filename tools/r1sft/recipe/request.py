@@ -14,6 +14,7 @@ from typing import Any
 
 from r1sft import paths
 from r1sft.errors import R1sftError
+from r1sft.patches import sequence_parallel as sequence_parallel_patch
 from r1sft.presets import METHODS, Preset, catalogue, get_preset, with_local_shape
 from r1sft.recipe.data import SAMPLE_DATASET, datasets_special_tokens, empty_dataset, load_dataset_info
 
@@ -164,8 +165,6 @@ def read_request(request: RecipeRequest, notes: Notes, data_dir: Path, build_tin
         deepspeed=request.deepspeed, passthrough=overrides, enable_thinking=enable_thinking,
     )
     inputs.cutoff = _cutoff(inputs, planned.get("cutoff_len"), notes)
-    from r1sft.recipe.sequence import requested_degree
-
     inputs.sequence_parallel = requested_degree(inputs)
     inputs.global_batch = _global_batch(inputs)
     _check_fixed_batch(inputs)
@@ -344,3 +343,57 @@ def _deepspeed(inputs: Inputs, ds_override: Any) -> str:
     if inputs.method == "qlora" and ds_request == "z3_offload":
         raise R1sftError("DEEPSPEED=z3_offload with QLoRA: bitsandbytes 4-bit weights cannot be offloaded; use z3")
     return ds_request
+
+
+# ---- --sequence-parallel: the N a request names, checked (the fit for auto: recipe.sequence) -------------------
+AUTO = "auto"
+
+
+def parse_sequence_parallel(value: Any) -> int | str:
+    """``--sequence-parallel`` as given: a whole number of GPUs per trace, or ``auto``."""
+    if value is None:
+        return 1
+    text = str(value).strip().lower()
+    if text == AUTO:
+        return AUTO
+    if not text.isdigit() or int(text) < 1:
+        raise R1sftError(f"--sequence-parallel {value}: expected a whole number of GPUs per trace (2, 4, 8) or auto")
+    return int(text)
+
+
+def split_refusal(inputs: Inputs, n: int) -> str | None:
+    """Why the traces of ``inputs`` cannot be split over ``n`` ranks (None: they can)."""
+    preset, gpus = inputs.preset, inputs.gpus
+    if n == 1:
+        return None
+    if inputs.method == "qlora":
+        return ("QLoRA is not served: its 4-bit weights are what it saves, splitting traces saves activations, and "
+                "bitsandbytes under sharded multi-GPU training is untested here; use --method lora")
+    if inputs.cpu and not preset.tiny:
+        return ("a CPU recipe runs one process; splitting a trace is for GPUs (tiny presets may, on N CPU "
+                "processes: r1sft's own test of it)")
+    if not inputs.cpu and gpus % n:
+        return f"{n} does not divide the {gpus} GPUs per node (a trace's shards exchange all-to-alls within a node)"
+    problem = sequence_parallel_patch.head_problem(preset.shape.heads, preset.shape.kv_heads, n)
+    return f"{problem} ({preset.name})" if problem else None
+
+
+def requested_degree(inputs: Inputs) -> int:
+    """The N a request names, checked (1 for ``auto``, which the fit chooses)."""
+    n = parse_sequence_parallel(inputs.request.sequence_parallel)
+    if n == AUTO:
+        if inputs.fixed_grad_accum is not None:
+            raise R1sftError("--sequence-parallel auto chooses the accumulation with N: drop --set "
+                             "gradient_accumulation_steps, or name N")
+        return 1
+    reason = split_refusal(inputs, n)
+    if reason:
+        raise R1sftError(f"--sequence-parallel {n}: {reason}")
+    return n
+
+
+def split_candidates(inputs: Inputs) -> list[int]:
+    """The N ``auto`` may choose, smallest first."""
+    if inputs.cpu:
+        return [1]
+    return [n for n in range(1, inputs.gpus + 1) if inputs.gpus % n == 0 and split_refusal(inputs, n) is None]

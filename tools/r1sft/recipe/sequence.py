@@ -18,59 +18,7 @@ from r1sft.errors import R1sftError
 from r1sft.patches import sequence_parallel as patch
 from r1sft.recipe.fit import HEADROOM, Fit, fit, fmt_gib
 from r1sft.recipe.memory import GIB
-from r1sft.recipe.request import Inputs, Notes
-
-AUTO = "auto"
-
-
-def parse(value: Any) -> int | str:
-    """``--sequence-parallel`` as given: a whole number of GPUs per trace, or ``auto``."""
-    if value is None:
-        return 1
-    text = str(value).strip().lower()
-    if text == AUTO:
-        return AUTO
-    if not text.isdigit() or int(text) < 1:
-        raise R1sftError(f"--sequence-parallel {value}: expected a whole number of GPUs per trace (2, 4, 8) or auto")
-    return int(text)
-
-
-def refusal(inputs: Inputs, n: int) -> str | None:
-    """Why the traces of ``inputs`` cannot be split over ``n`` ranks (None: they can)."""
-    preset, gpus = inputs.preset, inputs.gpus
-    if n == 1:
-        return None
-    if inputs.method == "qlora":
-        return ("QLoRA is not served: its 4-bit weights are what it saves, splitting traces saves activations, and "
-                "bitsandbytes under sharded multi-GPU training is untested here; use --method lora")
-    if inputs.cpu and not preset.tiny:
-        return ("a CPU recipe runs one process; splitting a trace is for GPUs (tiny presets may, on N CPU "
-                "processes: r1sft's own test of it)")
-    if not inputs.cpu and gpus % n:
-        return f"{n} does not divide the {gpus} GPUs per node (a trace's shards exchange all-to-alls within a node)"
-    problem = patch.head_problem(preset.shape.heads, preset.shape.kv_heads, n)
-    return f"{problem} ({preset.name})" if problem else None
-
-
-def requested_degree(inputs: Inputs) -> int:
-    """The N a request names, checked (1 for ``auto``, which the fit chooses)."""
-    n = parse(inputs.request.sequence_parallel)
-    if n == AUTO:
-        if inputs.fixed_grad_accum is not None:
-            raise R1sftError("--sequence-parallel auto chooses the accumulation with N: drop --set "
-                             "gradient_accumulation_steps, or name N")
-        return 1
-    reason = refusal(inputs, n)
-    if reason:
-        raise R1sftError(f"--sequence-parallel {n}: {reason}")
-    return n
-
-
-def candidates(inputs: Inputs) -> list[int]:
-    """The N ``auto`` may choose, smallest first."""
-    if inputs.cpu:
-        return [1]
-    return [n for n in range(1, inputs.gpus + 1) if inputs.gpus % n == 0 and refusal(inputs, n) is None]
+from r1sft.recipe.request import AUTO, Inputs, Notes, parse_sequence_parallel, split_candidates
 
 
 def fit_split(inputs: Inputs, notes: Notes, data_dir: Path) -> Fit:
@@ -78,14 +26,14 @@ def fit_split(inputs: Inputs, notes: Notes, data_dir: Path) -> Fit:
     (``inputs.sequence_parallel`` and ``notes`` are left as that plan's). A plan that offloads to host RAM counts
     only when no split fits without: ZeRO-3 offload runs the optimizer step on the CPU, several times slower than
     the two all-to-alls per layer a split costs."""
-    if parse(inputs.request.sequence_parallel) != AUTO:
+    if parse_sequence_parallel(inputs.request.sequence_parallel) != AUTO:
         chosen = fit(inputs, notes, data_dir)
         _reason(inputs, notes, chosen, None)
         return chosen
     budget = inputs.gpu_mem * GIB * HEADROOM
     tried: list[tuple[int, str]] = []
     fitting: list[tuple[int, Fit, Notes]] = []
-    for n in candidates(inputs):
+    for n in split_candidates(inputs):
         inputs.sequence_parallel = n
         trial = copy.deepcopy(notes)
         try:
