@@ -84,6 +84,7 @@ def run_learn(args: argparse.Namespace) -> dict:
            "--layers", str(args.layers), "--heads", "4", "--kv-heads", "2", "--intermediate", str(args.hidden * 3),
            "--seed", str(args.seed), *base_flags])
     data_file = work / "data" / f"{TASK_NAME}.jsonl"  # its own dataset_info.json: data/ stays the user's
+    data_file.parent.mkdir(parents=True, exist_ok=True)  # a dataset_dir of its own (convert refuses a missing one)
     run_step("convert the Magpie-schema task data", [*R1SFT, "convert", "magpie-reasoning", "--input", str(train_file),
                                                   "--output", str(data_file), "--think", "native"])
     out_dir = work / "recipes"
