@@ -120,7 +120,7 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None, head
         else:
             if visible is None:
                 visible = visible_gpu_count(env, ask_torch=False)
-            env["NPROC_PER_NODE"] = str(max(visible or 0, 1))
+            env["NPROC_PER_NODE"] = str(visible or split)  # no GPU (DeepSpeed's CPU path): one or the split
     nproc = _count(env, "NPROC_PER_NODE", "1")
     _check_sequence_parallel(config, split, nproc)
     if config.get("deepspeed") or nproc > 1 or nnodes > 1:
