@@ -191,7 +191,7 @@ def test_a_script_without_a_main_guard_can_use_workers(tmp_path):
 def test_ctrl_c_stops_the_workers_and_leaves_no_files(tmp_path):
     rng = random.Random(1)
     rows = [{"conversations": [{"from": "human", "value": _long_prompt(rng, i)},
-                               {"from": "gpt", "value": fx.think_text("r " * 50, "a")}]} for i in range(60_000)]
+                               {"from": "gpt", "value": fx.think_text("r " * 50, "a")}]} for i in range(200_000)]
     src = fx.write_jsonl(tmp_path / "big.jsonl", rows)
     folder = tmp_path / "data"
     folder.mkdir()
@@ -205,7 +205,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_files(tmp_path):
         while not any(p.name.startswith(".o.jsonl.") for p in folder.iterdir()):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.02)
-        time.sleep(1.0)  # well into the conversion
+        time.sleep(0.3)  # well into the conversion
         assert proc.poll() is None, "the conversion ended before it could be interrupted: make the input bigger"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
         _, err = proc.communicate(timeout=120)

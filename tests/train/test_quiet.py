@@ -46,7 +46,7 @@ def test_ctrl_c_ends_in_one_line_naming_the_checkpoint_a_rerun_resumes_from(tmp_
         time.sleep(0.5)
     time.sleep(1)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr
     assert 'save_steps=2 implies save_strategy: steps (the recipe had "no")' in stdout
     (line,) = stderr.splitlines()
