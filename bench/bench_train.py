@@ -263,6 +263,7 @@ def main(argv=None) -> int:
         max_steps = case.window[1] + args.profile_steps
         case_res = {"case": case.name, "preset": case.preset, "method": case.method, "cutoff": case.cutoff,
                     "samples_per_step": case.samples_per_step, "window": case.window, "params": shape.total_params,
+                    "gpu_mem_gib": gpu_mem, "memory_cap_gib": ctx.memory_cap_gib,
                     "data": {"samples": len(data["lengths"]), "median_tokens": sorted(data["lengths"])[
                         len(data["lengths"]) // 2], "max_tokens": max(data["lengths"])}, "arms": []}
         for arm_name in arm_names:

@@ -99,3 +99,15 @@ def test_bench_smoke_cpu_peer_arms(tmp_path):
     # padding-free packs: documents counted one by one, not one per pack
     assert packed["raw"]["window"]["docs"] > packed["raw"]["window"]["micro_batches"]
     assert "trl_fast" in (tmp_path / "bench.md").read_text()
+
+
+def test_memory_line_checks_the_promise_against_the_gpu_planned_for():
+    from benchlib.report import memory_line
+
+    arm = {"arm": "planned", "peak_smi_mib": 70 * 1024, "estimate_gib": 75.0, "estimate_parts": "parts"}
+    assert "+7%, within 10%: ok" in memory_line(arm, 80.0)
+    assert "88% of the 80 GiB planned for, <= 92%: ok" in memory_line(arm, 80.0)
+    over = dict(arm, peak_smi_mib=76 * 1024, estimate_gib=60.0)
+    assert "within 10%: MISSED" in memory_line(over, 80.0)
+    assert "95% of the 80 GiB planned for, <= 92%: MISSED" in memory_line(over, 80.0)
+    assert "planned for" not in memory_line(arm, None)

@@ -211,6 +211,7 @@ def _estimate(ctx: Context, config: dict, env: dict | None = None) -> Any:
     return estimate_memory(
         shape, method=method, seq_len=int(config["cutoff_len"]),
         micro_batch=int(config.get("per_device_train_batch_size", 1)), zero_stage=zero,
+        grad_accum=int(config.get("gradient_accumulation_steps", 1)),
         gradient_checkpointing=not config.get("disable_gradient_checkpointing", False),
         liger=bool(config.get("enable_liger_kernel", False)), lora_rank=int(config.get("lora_rank", 8)),
         lora_dropout=float(config.get("lora_dropout", 0.0)),

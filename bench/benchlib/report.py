@@ -143,15 +143,26 @@ def case_summary(case_res: dict, gpu: dict | None) -> list[str]:
     out += peer_lines(ok)
     for r in ok:
         if r.get("estimate_gib") is not None and r.get("peak_smi_mib"):
-            measured = r["peak_smi_mib"] / 1024
-            out.append(f"  memory [{r['arm']}]: measured {measured:.1f} GiB (nvidia-smi), planner estimate "
-                       f"{r['estimate_gib']:.1f} GiB ({r['estimate_gib'] / measured - 1:+.0%}; {r['estimate_parts']})")
+            out.append(memory_line(r, case_res.get("gpu_mem_gib")))
     if base and plan and "config" in base and "config" in plan:
         out.append(f"  {plan['arm']} vs baseline knobs: " + "; ".join(knob_diff(base["config"], plan["config"]))
                    + (f"; env {plan['env']}" if plan.get("env") else ""))
     for r in ok:
         out += profile_lines(r)
     return out
+
+
+def memory_line(arm: dict, planned_gib: float | None) -> str:
+    """The memory promise for one planned arm: the estimate within +-10% of the measured peak, the peak within 92%
+    of the GPU memory it was planned for (an emulated smaller GPU under ``--gpu-mem``)."""
+    measured = arm["peak_smi_mib"] / 1024
+    error = arm["estimate_gib"] / measured - 1
+    line = (f"  memory [{arm['arm']}]: measured {measured:.1f} GiB (nvidia-smi), planner estimate "
+            f"{arm['estimate_gib']:.1f} GiB ({error:+.0%}, within 10%: {'ok' if abs(error) <= 0.10 else 'MISSED'}")
+    if planned_gib:
+        share = measured / planned_gib
+        line += f"; {share:.0%} of the {planned_gib:.0f} GiB planned for, <= 92%: {'ok' if share <= 0.92 else 'MISSED'}"
+    return line + f"; {arm['estimate_parts']})"
 
 
 def markdown(results: dict) -> str:

@@ -70,7 +70,8 @@ def fit(inputs: Inputs, notes: Notes, data_dir: Path) -> Fit:
     for ds in _deepspeed_order(inputs):
         for gc in gc_options:
             for pdb in pdb_options:
-                tried.append(_Trial(ds, gc, pdb, _estimate(inputs.preset, memory_args, ds, gc, pdb)))
+                ga = _grad_accum(inputs, pdb, samples_per_pack)
+                tried.append(_Trial(ds, gc, pdb, _estimate(inputs.preset, memory_args, ds, gc, pdb, ga)))
                 if tried[-1].memory.peak <= budget:
                     return _chosen(inputs, notes, tried, liger, memory_args, samples_per_pack, source)
     best = min(tried, key=lambda t: t.memory.peak)
@@ -91,11 +92,7 @@ def fit(inputs: Inputs, notes: Notes, data_dir: Path) -> Fit:
 def _chosen(inputs: Inputs, notes: Notes, tried: list[_Trial], liger: bool, memory_args: dict,
             samples_per_pack: float | None, source: str) -> Fit:
     last = tried[-1]
-    if samples_per_pack is None:
-        ga = inputs.per_rank // last.per_device
-    else:
-        ga = max(1, round(inputs.per_rank / samples_per_pack))
-    ga *= inputs.sequence_parallel  # split traces: each loader batch is N micro-batches, one shard of each
+    ga = _grad_accum(inputs, last.per_device, samples_per_pack)
     chosen = Fit(last.deepspeed, last.gradient_checkpointing, last.per_device, ga, liger, last.memory, memory_args,
                  samples_per_pack, source)
     _deepspeed_reason(inputs, notes, chosen, tried)
@@ -103,6 +100,14 @@ def _chosen(inputs: Inputs, notes: Notes, tried: list[_Trial], liger: bool, memo
     _liger_reason(inputs, notes, chosen)
     _batch_reason(inputs, notes, chosen)
     return chosen
+
+
+def _grad_accum(inputs: Inputs, per_device: int, samples_per_pack: float | None) -> int:
+    if samples_per_pack is None:
+        ga = inputs.per_rank // per_device
+    else:
+        ga = max(1, round(inputs.per_rank / samples_per_pack))
+    return ga * inputs.sequence_parallel  # split traces: each loader batch is N micro-batches, one shard of each
 
 
 def _memory_args(inputs: Inputs, liger: bool) -> dict[str, Any]:
@@ -115,14 +120,14 @@ def _memory_args(inputs: Inputs, liger: bool) -> dict[str, Any]:
                 gpus_per_node=max(1, inputs.gpus), sequence_parallel=inputs.sequence_parallel)
 
 
-def _estimate(preset: Preset, memory_args: dict, ds: str | None, gc: bool, pdb: int) -> MemoryEstimate:
+def _estimate(preset: Preset, memory_args: dict, ds: str | None, gc: bool, pdb: int, ga: int) -> MemoryEstimate:
     stage, offload = ZERO[ds] if ds else (None, False)
     # What r1sft train runs (the recipe header's launch): plain LoRA through r1sft.patches.fused_lora, which keeps
     # half of PEFT's activations (a 7B LoRA plan on 141 GB estimated with PEFT's layer read +65% of the measured
     # peak, issue 16), and padded batches through varlen attention, so no mask copy per layer is counted.
     fused = memory_args["method"] == "lora" and stage != 3
     return estimate_memory(preset.shape, zero_stage=stage, offload=offload, gradient_checkpointing=gc,
-                           micro_batch=pdb, **{"fused_lora": fused, **memory_args})
+                           micro_batch=pdb, grad_accum=ga, **{"fused_lora": fused, **memory_args})
 
 
 def _per_device_options(inputs: Inputs) -> list[int]:
@@ -267,7 +272,7 @@ def _liger_reason(inputs: Inputs, notes: Notes, chosen: Fit) -> None:
         notes.why["enable_liger_kernel"] = "set on the command line"
     else:
         with_logits = _estimate(inputs.preset, {**chosen.memory_args, "liger": False}, chosen.deepspeed,
-                                chosen.gradient_checkpointing, chosen.per_device)
+                                chosen.gradient_checkpointing, chosen.per_device, chosen.grad_accum)
         saved = with_logits.parts.get("logits", 0) - chosen.memory.parts.get("logits", 0)
         notes.why["enable_liger_kernel"] = f"fused kernels; fused cross-entropy never holds the logits (-{fmt_gib(saved)})"
         notes.reason(f"liger kernel: {notes.why['enable_liger_kernel']}", "enable_liger_kernel")
@@ -320,9 +325,11 @@ def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: i
     gets r1sft.patches.fused_lora (None: its default for ``config``); ``sequence_parallel``: ranks per trace."""
     if config.get("disable_gradient_checkpointing") or config.get("use_cpu") or preset.tiny:
         return 0
-    if (config.get("finetuning_type", "lora") != "lora" or config.get("quantization_bit") or config.get("use_dora")
-            or config.get("pure_bf16")):
-        # measured for LoRA only (docs/bench/h100-partial-checkpointing/); the other methods' counts carry more margin
+    method = config.get("finetuning_type", "lora")
+    if (method not in ("lora", "full") or config.get("quantization_bit") or config.get("use_dora")
+            or config.get("pure_bf16") or (method == "full" and config.get("deepspeed"))):
+        # measured for LoRA (docs/bench/h100-partial-checkpointing/) and full SFT without DeepSpeed
+        # (docs/bench/h200-2026-12-04/); the other methods' counts carry more margin
         return 0
     budget = gpu_mem * GIB * HEADROOM
     args = {**_config_memory_args(config, world, fused), "sequence_parallel": sequence_parallel}
@@ -334,10 +341,11 @@ def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: i
 
 
 def _config_memory_args(config: dict, world: int, fused: bool | None) -> dict[str, Any]:
-    """estimate_memory's arguments for a LoRA run of the LLaMA-Factory training ``config``."""
+    """estimate_memory's arguments for a LoRA or full run of the LLaMA-Factory training ``config``."""
     stage, offload = ZERO[deepspeed_from_path(str(config["deepspeed"]))] if config.get("deepspeed") else (None, False)
     return dict(
-        method="lora", seq_len=int(config.get("cutoff_len", 2048)),
+        method=config.get("finetuning_type", "lora"), seq_len=int(config.get("cutoff_len", 2048)),
+        grad_accum=int(config.get("gradient_accumulation_steps", 1)),
         micro_batch=int(config.get("per_device_train_batch_size", 8)), world_size=max(1, world),
         zero_stage=stage, offload=offload, gradient_checkpointing=True,
         liger=bool(config.get("enable_liger_kernel")), lora_rank=int(config.get("lora_rank", 8)),
@@ -361,7 +369,8 @@ def partial_checkpointing(inputs: Inputs, notes: Notes, chosen: Fit, train: dict
         return 0
     stage, offload = ZERO[chosen.deepspeed] if chosen.deepspeed else (None, False)
     chosen.memory = est = estimate_memory(inputs.preset.shape, zero_stage=stage, offload=offload, gradient_checkpointing=True,
-                          micro_batch=chosen.per_device, uncheckpointed_layers=kept, fused_lora=fused,
+                          micro_batch=chosen.per_device, grad_accum=chosen.grad_accum, uncheckpointed_layers=kept,
+                          fused_lora=fused,
                           **{**chosen.memory_args, "seq_len": int(train["cutoff_len"])})
     layers = inputs.preset.shape.layers
     notes.why["disable_gradient_checkpointing"] += f"; r1sft train leaves the last {kept} of {layers} layers uncheckpointed"

@@ -46,10 +46,18 @@ GIB = 1024**3
 
 # Measured/actual ratio for activations (see module docstring): fragmentation and uncounted temporaries.
 ACTIVATION_FACTOR = 1.2
+# Full SFT without DeepSpeed, with the gradients of earlier micro-batches counted: Qwen2.5-1.5B on an H200 kept
+# 0.94x (16k packs) to 1.01x (32k samples) of the count (docs/bench/h200-2026-12-04/gpu80-1.5b-16k.md,
+# docs/bench/h200-long-traces/1.5b-full-32k-varlen.md); 1.2 only hid the missing gradients.
+FULL_AUTOCAST_ACTIVATION_FACTOR = 1.0
 # LoRA's count is what an H100 measured (Qwen2.5-7B, 16k-token packs: 3.4 GiB per layer kept whole, 228 KB per
 # token; docs/bench/h100-partial-checkpointing/7b-keep-layers.md); 5% for the allocator. QLoRA and DoRA keep
 # the general factor.
 LORA_ACTIVATION_FACTOR = 1.05
+# A layer's backward holds the gradients of its MLP's gate, up and product (intermediate-sized) beside everything
+# kept: 3.6 GiB at 32k tokens of Qwen2.5-7B, the gap of 32k packs with 11 layers kept on an emulated 80 GB GPU
+# (docs/bench/h200-2026-12-04/gpu80-32k.md: 74.8 GiB measured, 69.9 estimated without it).
+BACKWARD_MLP_TENSORS = 3
 # Bytes per (token x vocabulary entry) held around the loss without a fused cross-entropy.
 LOGIT_BYTES = 12
 # CUDA context, cuBLAS/NCCL workspaces and the caching allocator's slack that every process pays.
@@ -152,6 +160,7 @@ def estimate_memory(
     uncheckpointed_layers: int = 0,
     fused_lora: bool = False,
     sequence_parallel: int = 1,
+    grad_accum: int = 1,
 ) -> MemoryEstimate:
     """Peak bytes of one training process for ``method`` (full, lora, qlora, dora).
 
@@ -163,6 +172,8 @@ def estimate_memory(
     ``sequence_parallel``: each trace split over that many GPUs (r1sft.patches.sequence_parallel): a GPU holds
     1/N of the tokens' activations and logits. Between its two all-to-alls attention holds all the tokens for 1/N
     of the heads, the same bytes as all the heads for 1/N of the tokens, so the per-token count stands.
+    ``grad_accum``: micro-batches per optimizer step; from the second on, the forward runs beside the gradients
+    the earlier ones accumulated.
     """
     if method not in ("full", "lora", "qlora", "dora"):
         raise ValueError(f"unknown method {method!r}")
@@ -202,7 +213,8 @@ def estimate_memory(
 
     forward = {
         "weights": weights,
-        "gradients": grads if zero_stage is not None else 0.0,  # DeepSpeed's gradient partitions persist
+        # DeepSpeed's gradient partitions persist; without it, the gradients of earlier micro-batches do
+        "gradients": grads if zero_stage is not None or grad_accum > 1 else 0.0,
         "optimizer": optim,
         "autocast copies": extra_fwd,
         "activations": activations,
@@ -279,7 +291,12 @@ def _activation_bytes(shape: Shape, method: str, tokens: int, micro_batch: int, 
     """Bytes of activations kept for the backward pass (one recomputed layer's included under checkpointing)."""
     # Full SFT without DeepSpeed runs under autocast with fp32 weights: the residual stream is fp32.
     residual = 4 if (method == "full" and zero_stage is None) or not bf16 else 2
-    factor = LORA_ACTIVATION_FACTOR if method == "lora" else ACTIVATION_FACTOR
+    if method == "lora":
+        factor = LORA_ACTIVATION_FACTOR
+    elif method == "full" and zero_stage is None and bf16:
+        factor = FULL_AUTOCAST_ACTIVATION_FACTOR
+    else:
+        factor = ACTIVATION_FACTOR
     per_layer = factor * activation_bytes_per_token_layer(
         shape,
         method=method,
@@ -297,4 +314,5 @@ def _activation_bytes(shape: Shape, method: str, tokens: int, micro_batch: int, 
     else:
         activations = tokens * shape.layers * per_layer
     activations += tokens * 4 * shape.hidden * 2  # embedding output and final norm
-    return activations
+    mlp_width = shape.experts_per_token * shape.moe_intermediate if shape.moe else shape.intermediate
+    return activations + tokens * BACKWARD_MLP_TENSORS * half * mlp_width  # one layer's backward temporaries
