@@ -167,6 +167,19 @@ def run_arm(arm, ctx, case, window, profile_steps, out_dir: Path, timeout: int, 
     return res
 
 
+def estimate_at_longest(res: dict, arm, ctx) -> None:
+    """An unpacked arm's peak follows its longest sample, which synthetic data (and real data) rarely brings to the
+    cutoff the plan is estimated at: the model's figure at that sample's padded length is what the peak is compared
+    with (packs fill the cutoff: no need)."""
+    longest = res.get("longest_doc_tokens")
+    if arm.peer or arm.packed or not longest or res.get("estimate_gib") is None:
+        return
+    padded = min(int(arm.config["cutoff_len"]), -(-int(longest) // 8) * 8)  # LLaMA-Factory pads to a multiple of 8
+    est = arms_mod.memory_estimate_for(ctx, {**arm.config, "cutoff_len": padded}, arm.env)
+    if est is not None:
+        res["estimate_at_longest_gib"], res["estimate_at_longest_tokens"] = est.peak_gib, padded
+
+
 def _stop(proc: subprocess.Popen) -> None:
     """Stop an arm's whole process group (torchrun and its workers, dataloader workers): TERM, then KILL."""
     os.killpg(proc.pid, 15)
@@ -282,6 +295,7 @@ def main(argv=None) -> int:
             res = run_arm(arm, ctx, case, case.window, args.profile_steps if arm_name in profile_arms else 0,
                           out_dir, args.timeout, log)
             compute(res, shape, case, peak)
+            estimate_at_longest(res, arm, ctx)
             case_res["arms"].append(res)
             log(report.arm_line(res, gpu))
             _write(out_dir, {**results, "cases": results["cases"] + [case_res]})

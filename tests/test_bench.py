@@ -111,3 +111,12 @@ def test_memory_line_checks_the_promise_against_the_gpu_planned_for():
     assert "within 10%: MISSED" in memory_line(over, 80.0)
     assert "95% of the 80 GiB planned for, <= 92%: MISSED" in memory_line(over, 80.0)
     assert "planned for" not in memory_line(arm, None)
+
+
+def test_memory_line_compares_an_unpacked_arm_at_its_longest_sample():
+    from benchlib.report import memory_line
+
+    arm = {"arm": "planned", "peak_smi_mib": 68 * 1024, "estimate_gib": 76.0, "estimate_parts": "parts",
+           "estimate_at_longest_gib": 71.0, "estimate_at_longest_tokens": 15128}
+    line = memory_line(arm, 140.0)
+    assert "71.0 GiB at the run's longest sample (15,128 tokens) (+4%, within 10%: ok" in line

@@ -112,7 +112,7 @@ def baseline(ctx: Context) -> Arm:
     config.update(dict(case.sets))
     note = ("LLaMA-Factory example style: " + ("full SFT, ZeRO-3" if case.method == "full" else "LoRA rank 8")
             + ", gradient checkpointing, no liger, batch 1")
-    return Arm("baseline", config, note=note, memory_estimate=_estimate(ctx, config))
+    return Arm("baseline", config, note=note, memory_estimate=memory_estimate_for(ctx, config))
 
 
 def launcher_env() -> dict[str, str]:
@@ -159,7 +159,7 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
     if overrides:
         arm.note = (note + "; " if note else "") + f"r1sft recipe ... --set {sets}"
     if overrides or env.get("R1SFT_UNCHECKPOINTED_LAYERS", "0") != str(plan.uncheckpointed_layers):
-        arm.memory_estimate = _estimate(ctx, config, env) or plan.memory
+        arm.memory_estimate = memory_estimate_for(ctx, config, env) or plan.memory
     return arm
 
 
@@ -191,7 +191,7 @@ def bench_keys(arm: Arm, ctx: Context, max_steps: int, tokenized: Path) -> None:
         c["dataloader_pin_memory"] = False
 
 
-def _estimate(ctx: Context, config: dict, env: dict | None = None) -> Any:
+def memory_estimate_for(ctx: Context, config: dict, env: dict | None = None) -> Any:
     """The planner's memory model for an arbitrary config run with the hooks ``env`` switches on (None: none; None
     returned when r1sft.recipe is missing or it is the CPU)."""
     if ctx.cpu:
@@ -234,7 +234,7 @@ def _lean(ctx: Context, **extra) -> Arm:
 def _variant(name: str, ctx: Context, note: str, env: dict | None = None, packed: bool = False, **extra) -> Arm:
     arm = _lean(ctx, **extra)
     arm.name, arm.note, arm.env, arm.packed = name, note, dict(env or {}), packed
-    arm.memory_estimate = _estimate(ctx, arm.config)
+    arm.memory_estimate = memory_estimate_for(ctx, arm.config)
     return arm
 
 

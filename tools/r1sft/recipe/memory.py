@@ -77,7 +77,7 @@ class MemoryEstimate:
     """Estimated peak memory of one process, with the parts that make it up at the peak."""
 
     peak: float
-    phase: str  # "end of forward" or "optimizer step"
+    phase: str  # "end of forward", "backward" or "optimizer step"
     parts: dict[str, float]
     host: float = 0.0  # offloaded bytes in host RAM for the whole node
     notes: tuple[str, ...] = field(default=())
@@ -197,8 +197,9 @@ def estimate_memory(
     weights, grads, optim = states["weights"], states["gradients"], states["optimizer"]
     extra_fwd, extra_step, other, host = states["autocast"], states["step"], states["other"], states["host"]
 
-    activations = _activation_bytes(shape, method, tokens, micro_batch, half, zero_stage, bf16, liger and on_gpu,
-                                    lora_dropout, fused_lora, gradient_checkpointing, uncheckpointed_layers)
+    activations, whole_layers = _activation_bytes(shape, method, tokens, micro_batch, half, zero_stage, bf16,
+                                                  liger and on_gpu, lora_dropout, fused_lora, gradient_checkpointing,
+                                                  uncheckpointed_layers)
 
     # ---- logits ----------------------------------------------------------------------------------------------
     if liger:
@@ -221,16 +222,19 @@ def estimate_memory(
         "logits": logits,
         "other": other,
     }
+    # Late in the backward every gradient exists, the whole layers' activations are gone (they are the last layers,
+    # the first the backward frees) and the checkpoints of the first layers are still alive: what a checkpointed
+    # plan with one micro-batch per step peaks at (Qwen2.5-1.5B, 32k packs: docs/bench/h200-2026-12-04/gpu80-32k.md).
+    backward = {**forward, "gradients": grads, "activations": activations - whole_layers}
     step = {
         "weights": weights,
         "gradients": grads,
         "optimizer": optim + extra_step,
         "other": other,
     }
-    fwd_total, step_total = sum(forward.values()), sum(step.values())
-    if fwd_total >= step_total:
-        return MemoryEstimate(peak=fwd_total, phase="end of forward", parts=forward, host=host, notes=tuple(notes))
-    return MemoryEstimate(peak=step_total, phase="optimizer step", parts=step, host=host, notes=tuple(notes))
+    phase, parts = max((("end of forward", forward), ("backward", backward), ("optimizer step", step)),
+                       key=lambda item: sum(item[1].values()))  # the first of equal peaks
+    return MemoryEstimate(peak=sum(parts.values()), phase=phase, parts=parts, host=host, notes=tuple(notes))
 
 
 def _model_states(shape: Shape, method: str, trainable: float, half: int, zero_stage: int | None, offload: bool,
@@ -287,8 +291,9 @@ def _model_states(shape: Shape, method: str, trainable: float, half: int, zero_s
 
 def _activation_bytes(shape: Shape, method: str, tokens: int, micro_batch: int, half: int, zero_stage: int | None,
                       bf16: bool, liger: bool, lora_dropout: float, fused_lora: bool, gradient_checkpointing: bool,
-                      uncheckpointed_layers: int) -> float:
-    """Bytes of activations kept for the backward pass (one recomputed layer's included under checkpointing)."""
+                      uncheckpointed_layers: int) -> tuple[float, float]:
+    """Bytes of activations kept for the backward pass (one recomputed layer's included under checkpointing), and
+    the part of them that whole (uncheckpointed) layers keep."""
     # Full SFT without DeepSpeed runs under autocast with fp32 weights: the residual stream is fp32.
     residual = 4 if (method == "full" and zero_stage is None) or not bf16 else 2
     if method == "lora":
@@ -307,12 +312,12 @@ def _activation_bytes(shape: Shape, method: str, tokens: int, micro_batch: int, 
         liger=liger,
         fused_lora=fused_lora,
     )
-    if gradient_checkpointing:
-        kept = min(max(uncheckpointed_layers, 0), shape.layers)
-        recomputed = per_layer if kept < shape.layers else 0.0  # one layer's activations while it is recomputed
-        activations = tokens * ((shape.layers - kept) * residual * shape.hidden + kept * per_layer + recomputed)
-    else:
-        activations = tokens * shape.layers * per_layer
+    kept = min(max(uncheckpointed_layers, 0), shape.layers) if gradient_checkpointing else shape.layers
+    whole_layers = tokens * kept * per_layer
+    activations = whole_layers
+    if kept < shape.layers:  # each checkpointed layer's input, and one layer's activations while it is recomputed
+        activations += tokens * ((shape.layers - kept) * residual * shape.hidden + per_layer)
     activations += tokens * 4 * shape.hidden * 2  # embedding output and final norm
     mlp_width = shape.experts_per_token * shape.moe_intermediate if shape.moe else shape.intermediate
-    return activations + tokens * BACKWARD_MLP_TENSORS * half * mlp_width  # one layer's backward temporaries
+    activations += tokens * BACKWARD_MLP_TENSORS * half * mlp_width  # one layer's backward temporaries
+    return activations, whole_layers
