@@ -29,6 +29,43 @@ def test_estimate_is_within_15_percent_of_the_h100_measurements(settings, mib):
     assert abs(estimate.peak - measured) / measured < 0.15, (estimate.peak / GIB, measured / GIB, estimate.parts)
 
 
+QWEN7 = get_preset("qwen2.5-7b").shape
+FULL = {"method": "full", "liger": True}
+LORA = {"method": "lora", "liger": True, "lora_rank": 64, "lora_dropout": 0.05, "fused_lora": True}
+# (shape, settings, measured GiB) of planned arms on one H200, the peak nvidia-smi saw (docs/performance.md's table,
+# docs/bench/h200-2026-12-04/ and docs/bench/h200-long-traces/); seq_len: the cutoff for packs, the longest sample
+# padded to 8 for unpacked arms.
+MEASURED_H200 = [
+    (QWEN15, {**FULL, "seq_len": 16384, "gradient_checkpointing": False}, 61.6),  # packs, 1 per step
+    (QWEN15, {**FULL, "seq_len": 11200, "gradient_checkpointing": False, "grad_accum": 2}, 49.2),
+    (QWEN15, {**FULL, "seq_len": 32768}, 36.5),  # packs, every layer checkpointed: peaks in the backward
+    (QWEN15, {**FULL, "seq_len": 30136, "grad_accum": 2}, 35.5),
+    (QWEN15, {**FULL, "seq_len": 30136, "grad_accum": 2, "uncheckpointed_layers": 14}, 67.3),
+    (QWEN15, {**FULL, "seq_len": 30144, "grad_accum": 2, "gradient_checkpointing": False}, 99.8),
+    (QWEN7, {**LORA, "seq_len": 16384, "gradient_checkpointing": False, "grad_accum": 2}, 73.5),
+    (QWEN7, {**LORA, "seq_len": 15120, "gradient_checkpointing": False, "grad_accum": 8}, 68.1),
+    (QWEN7, {**LORA, "seq_len": 32768, "grad_accum": 3, "uncheckpointed_layers": 10}, 70.7),
+    (QWEN7, {**LORA, "seq_len": 32768, "grad_accum": 3, "uncheckpointed_layers": 11}, 74.8),
+    (QWEN7, {**LORA, "seq_len": 32768, "grad_accum": 3, "uncheckpointed_layers": 26}, 127.0),
+    (QWEN7, {**LORA, "seq_len": 65536, "grad_accum": 2, "uncheckpointed_layers": 10}, 128.5),
+    (QWEN7, {**LORA, "seq_len": 59576, "grad_accum": 8, "uncheckpointed_layers": 10}, 106.2),
+]
+
+
+@pytest.mark.parametrize(("shape", "settings", "gib"), MEASURED_H200)
+def test_estimate_is_within_10_percent_of_every_planned_h200_arm(shape, settings, gib):
+    estimate = estimate_memory(shape, **settings)
+    assert abs(estimate.peak_gib / gib - 1) <= 0.10, (estimate.peak_gib, gib, estimate.phase, estimate.breakdown())
+
+
+def test_gradients_of_earlier_micro_batches_count_in_the_forward():
+    one = estimate_memory(QWEN15, method="full", seq_len=16384, gradient_checkpointing=False)
+    two = estimate_memory(QWEN15, method="full", seq_len=16384, gradient_checkpointing=False, grad_accum=2)
+    assert one.parts["gradients"] == 0 and two.parts["gradients"] == pytest.approx(4 * QWEN15.total_params)
+    checkpointed = estimate_memory(QWEN15, method="full", seq_len=32768)  # one micro-batch: late in the backward
+    assert checkpointed.phase == "backward" and checkpointed.parts["gradients"] > 0
+
+
 def test_breakdown_adds_up_and_names_its_phase():
     estimate = estimate_memory(QWEN15, method="full", seq_len=16384)
     assert sum(estimate.parts.values()) == pytest.approx(estimate.peak)
