@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 VENV_BIN = Path(sys.executable).parent
+
+
+def as_foreground_job() -> None:
+    """``preexec_fn`` for a child a test interrupts with SIGINT as a terminal's Ctrl-C would: a suite started in
+    the background (``cmd &`` in a script) inherits SIGINT ignored, and so would the child, which would then never
+    see the interrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

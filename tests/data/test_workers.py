@@ -16,6 +16,7 @@ import pytest
 
 from r1sft.data import convert, convert_many, readers
 from r1sft.errors import R1sftError
+from tests.conftest import as_foreground_job
 from tests.fixtures import dataset_rows as fx
 from tests.fixtures import datasets_2026 as f26
 
@@ -198,6 +199,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_files(tmp_path):
     proc = subprocess.Popen(["r1sft", "convert", "openthoughts3", "-i", str(src), "-o", str(folder / "o.jsonl"),
                              "--dedupe", "near", "--workers", "2", "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=as_foreground_job,
                             env=dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}"
                                                       f"{os.environ.get('PATH', '')}"))
     try:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from r1sft.paths import REPO_ROOT
-from tests.conftest import VENV_BIN, run_cli
+from tests.conftest import VENV_BIN, as_foreground_job, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,8 @@ def test_ctrl_c_ends_in_one_line_naming_the_checkpoint_a_rerun_resumes_from(tmp_
     env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.Popen(["bash", "run_sft.sh", str(recipe), "max_steps=2000", "save_steps=2"], cwd=REPO_ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, as a terminal's foreground job
+                            start_new_session=True,  # its own process group, as a terminal's foreground job
+                            preexec_fn=as_foreground_job)
     deadline = time.monotonic() + 300
     while not (out / "checkpoint-2" / "trainer_state.json").exists() and time.monotonic() < deadline:
         time.sleep(0.5)
