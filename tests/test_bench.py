@@ -120,3 +120,14 @@ def test_memory_line_compares_an_unpacked_arm_at_its_longest_sample():
            "estimate_at_longest_gib": 71.0, "estimate_at_longest_tokens": 15128}
     line = memory_line(arm, 140.0)
     assert "71.0 GiB at the run's longest sample (15,128 tokens) (+4%, within 10%: ok" in line
+
+
+def test_targets_are_checked_against_the_fastest_trl_arm_and_mfu():
+    from benchlib.report import case_summary
+
+    arm = {"arm": "planned_packing", "tokens_per_s": 11000.0, "mfu": 0.44}
+    peers = [{"arm": "trl_fast", "peer": True, "tokens_per_s": 3800.0}, {"arm": "trl_openr1", "peer": True,
+                                                                          "tokens_per_s": 4200.0}]
+    lines = case_summary({"case": "qwen2.5-7b-lora", "arms": [arm, *peers]}, None)
+    assert "  targets [planned_packing]: vs trl_openr1 2.62x (target 2x): met; MFU 44.0% (target 50%): MISSED" in lines
+    assert any(line.startswith("  what limits [planned_packing]:") for line in lines)
