@@ -10,8 +10,10 @@ What is counted, and why (bytes; N parameters, T = micro batch x sequence tokens
   18N/g`` plus the bf16 parameters it keeps gathered (``stage3_max_live_parameters``), ZeRO-3 with optimizer and
   parameters offloaded the same without the ``18N/g``, which moves to host RAM. Without DeepSpeed LLaMA-Factory upcasts trainable weights to fp32: full SFT holds fp32 weights (4N), fp32
   gradients (4N) and AdamW moments (8N); torch's foreach AdamW allocates one more fp32 buffer (4N) while stepping,
-  and autocast caches a bf16 copy of every weight (2N) until the forward pass ends. The peak is the larger of the
-  end of the forward pass and the optimizer step. LoRA: frozen bf16 weights plus those states for the adapters;
+  and autocast caches a bf16 copy of every weight (2N) until the forward pass ends. The peak is the largest of
+  three moments: the end of the forward pass (with the gradients of earlier micro-batches under gradient
+  accumulation), late in the backward (every gradient, the checkpoints, not the whole layers' activations) and the
+  optimizer step. LoRA: frozen bf16 weights plus those states for the adapters;
   QLoRA: NF4 weights (~0.53 bytes per linear parameter with double quantization), embeddings in bf16.
 * Activations, per token and layer, counted from the tensors HF's Qwen2/Qwen3/Llama layers keep for backward with
   SDPA attention: each RMSNorm keeps an fp32 copy of its input plus its normalised output, attention keeps q, k, v,
