@@ -2,7 +2,8 @@
 datasets).
 
 A patch replaces one function of LLaMA-Factory's stack (transformers, PEFT, liger) with a faster one that computes
-the same thing, or (``rope_scaling``) with one that works where LLaMA-Factory's fails on its own pinned stack. Each is one module of this package that declares, next to how it works:
+the same thing, or (``rope_scaling``) with one that works where LLaMA-Factory's fails on its own pinned stack. Each
+is one module of this package that declares, next to how it works:
 
 - ``ENV_VAR``: the variable that switches it on in the launched processes; ``ANNOUNCEMENT``: the line printed when
   it is installed; ``FALLBACK``: what runs instead when it is not;
@@ -14,7 +15,8 @@ the same thing, or (``rope_scaling``) with one that works where LLaMA-Factory's 
 The launcher sets the variable of every wanted patch (``switches``; a value already in the environment, such as
 ``off`` or ``0``, wins) and puts ``site/`` first on PYTHONPATH, whose ``sitecustomize.py`` calls
 ``install_from_env()`` in every process torchrun starts. Off, or not installable, a patch leaves LLaMA-Factory's own
-behaviour: slower, never different in what is trained (``rope_scaling`` off: LLaMA-Factory's error). Adding a patch is one module and one line in ``PATCHES``.
+behaviour: slower, never different in what is trained (``rope_scaling`` off: LLaMA-Factory's error). Adding a
+patch is one module and one line in ``PATCHES``.
 """
 
 from __future__ import annotations

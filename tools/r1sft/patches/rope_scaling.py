@@ -99,7 +99,7 @@ def keep_rope_theta(config: Any, before: Mapping[str, Any]) -> None:
     LLaMA-Factory sets (type, factor, original context) replaces it, and YaRN's frequencies then fail on a ``None``
     base. Put back what the model had and the new dict lacks."""
     params = getattr(config, "rope_parameters", None)
-    if isinstance(params, dict) and params is not before:
+    if isinstance(params, dict):
         missing = {key: value for key, value in before.items() if key not in params}
         if missing:
             config.rope_parameters = {**params, **missing}
