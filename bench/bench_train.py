@@ -300,7 +300,7 @@ def main(argv=None) -> int:
             log(report.arm_line(res, gpu))
             _write(out_dir, {**results, "cases": results["cases"] + [case_res]})
         results["cases"].append(case_res)
-        for line in report.case_summary(case_res, gpu):
+        for line in report.case_summary(case_res):
             log(line)
         _write(out_dir, results)
     _write(out_dir, results)

@@ -128,6 +128,6 @@ def test_targets_are_checked_against_the_fastest_trl_arm_and_mfu():
     arm = {"arm": "planned_packing", "tokens_per_s": 11000.0, "mfu": 0.44}
     peers = [{"arm": "trl_fast", "peer": True, "tokens_per_s": 3800.0}, {"arm": "trl_openr1", "peer": True,
                                                                           "tokens_per_s": 4200.0}]
-    lines = case_summary({"case": "qwen2.5-7b-lora", "arms": [arm, *peers]}, None)
+    lines = case_summary({"case": "qwen2.5-7b-lora", "arms": [arm, *peers]})
     assert "  targets [planned_packing]: vs trl_openr1 2.62x (target 2x): met; MFU 44.0% (target 50%): MISSED" in lines
     assert any(line.startswith("  what limits [planned_packing]:") for line in lines)

@@ -122,7 +122,7 @@ def target_checks(arm: dict, target: dict, base: dict | None, best_peer: dict | 
     return checks
 
 
-def case_summary(case_res: dict, gpu: dict | None) -> list[str]:
+def case_summary(case_res: dict) -> list[str]:
     arms = _by_arm(case_res)
     out = [f"-- {case_res['case']} summary"]
     base = arms.get("baseline")
@@ -212,7 +212,7 @@ def markdown(results: dict) -> str:
                 f"{r['step_seconds']:.2f} | {_f(r.get('peak_smi_mib'), ',.0f')} | "
                 f"{_f(r.get('torch_max_reserved_mib'), ',.0f')} | {_f(r.get('estimate_gib'), '.1f')} | "
                 f"{r['mean_doc_tokens']:,.0f} | {_per_step(case, r)} | {r['note']} |")
-        lines += ["", "```"] + case_summary(case, gpu) + ["```", ""]
+        lines += ["", "```"] + case_summary(case) + ["```", ""]
         plan = _by_arm(case).get("planned_tuned") or _by_arm(case).get("planned")
         if plan and plan.get("plan_summary"):
             lines += ["Planner's reasoning:", "", "```", plan["plan_summary"], "```", ""]
