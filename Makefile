@@ -67,11 +67,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-peers: $(PEERS_STAMP) ## create .venv-peers: TRL's current release for make bench's peer arms (~2 min)
+peers: $(PEERS_STAMP) ## create .venv-peers: TRL's current release for make bench's peer arms (~30 s)
 
-# The same TORCH pin as .venv, in one resolve with TRL's stack; nothing of .venv's site is visible to it.
-$(PEERS_STAMP): $(PEERS_REQUIREMENTS)
-	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+# TRL's stack resolved against the same TORCH pin, which .venv's own torch satisfies: bench/link_torch.py puts
+# .venv's torch stack (and nothing else of .venv) on the peer venv's path, as a second copy is several GB (more than
+# CI's disk holds). Made afresh each time: a stale peer venv would shadow the links with its own torch.
+$(PEERS_STAMP): $(PEERS_REQUIREMENTS) bench/link_torch.py $(STAMP)
+	rm -rf $(PEERS_VENV)
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(BIN)/python bench/link_torch.py $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(PEERS_VENV)/bin/python -m pip install -q $(TORCH) -r $(PEERS_REQUIREMENTS)
 	touch $@

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -73,6 +74,24 @@ def test_bench_smoke_cpu(tmp_path):
 
 
 PEER_PYTHON = REPO_ROOT / ".venv-peers" / "bin" / "python"
+
+
+def test_peer_venv_uses_this_venvs_torch_and_nothing_else_of_it():
+    """``make peers`` links .venv's torch stack (bench/link_torch.py) rather than installing a second one: the peer
+    interpreter imports this torch, its own transformers, and no LLaMA-Factory."""
+    if not PEER_PYTHON.exists():
+        pytest.skip("no .venv-peers: make peers (make test creates it)")
+    import torch
+    import transformers
+
+    code = ("import importlib.util, torch, transformers; print(torch.__version__, transformers.__version__, "
+            "importlib.util.find_spec('llamafactory') is None, importlib.util.find_spec('r1sft') is None, "
+            "torch.__file__)")
+    out = subprocess.run([str(PEER_PYTHON), "-c", code], check=True, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": "", "PYTHONNOUSERSITE": "1"}).stdout.split()
+    assert out[0] == torch.__version__ and out[2:4] == ["True", "True"]
+    assert out[1] != transformers.__version__
+    assert ".venv-peers" not in out[4], "the peer venv has a torch of its own"
 
 
 @pytest.mark.slow
