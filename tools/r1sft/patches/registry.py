@@ -32,7 +32,7 @@ from types import ModuleType
 
 # In installation order.
 PATCHES = ("rope_scaling", "packed_attention", "liger_chunking", "lora_input_cast", "fused_lora",
-           "partial_checkpointing", "sequence_parallel")
+           "offloaded_checkpointing", "partial_checkpointing", "sequence_parallel")
 SITE_DIR = Path(__file__).resolve().parent / "site"  # its sitecustomize.py runs install_from_env()
 
 

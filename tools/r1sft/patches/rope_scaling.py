@@ -19,12 +19,12 @@ LLaMA-Factory's function.
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import importlib.machinery
 import os
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from r1sft.patches import on_import
 
 if TYPE_CHECKING:
     from r1sft.patches.registry import LaunchPlan
@@ -105,25 +105,6 @@ def keep_rope_theta(config: Any, before: Mapping[str, Any]) -> None:
             config.rope_parameters = {**params, **missing}
 
 
-class _WrapOnImport(importlib.abc.MetaPathFinder):
-    """Finds LLaMA-Factory's rope module like the path finder does, and wraps it once it has run."""
-
-    def find_spec(self, name, path, target=None):
-        if name != ROPE_MODULE:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
-        if spec is None or spec.loader is None:
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_and_wrap(module):
-            exec_module(module)
-            wrap(module)
-
-        spec.loader.exec_module = exec_and_wrap
-        return spec
-
-
 def install() -> bool:
     if ROPE_MODULE in sys.modules:
         wrap(sys.modules[ROPE_MODULE])
@@ -131,8 +112,7 @@ def install() -> bool:
         if patcher is not None and _state["original"] is getattr(patcher, "configure_rope", None):
             patcher.configure_rope = sys.modules[ROPE_MODULE].configure_rope
     elif _state["finder"] is None:
-        _state["finder"] = _WrapOnImport()
-        sys.meta_path.insert(0, _state["finder"])
+        _state["finder"] = on_import.when_imported(ROPE_MODULE, wrap)
     return True
 
 
@@ -143,8 +123,7 @@ def report() -> None:
 
 def uninstall() -> None:
     """Take the import hook out and give LLaMA-Factory its function back (for tests)."""
-    if _state["finder"] is not None and _state["finder"] in sys.meta_path:
-        sys.meta_path.remove(_state["finder"])
+    on_import.remove(_state["finder"])
     if _state["original"] is not None:
         _state["module"].configure_rope = _state["original"]
         patcher = sys.modules.get("llamafactory.model.patcher")

@@ -1,0 +1,102 @@
+"""r1sft.patches.offloaded_checkpointing: LLaMA-Factory's ``use_unsloth_gc`` with the gradients of the network that
+ran (the forward's dropout masks and autocast recomputed), on the layer's own device, switched on by the launcher
+for recipes that ask for it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from r1sft.patches import offloaded_checkpointing as oc
+from r1sft.patches import registry
+from tests.conftest import VENV_BIN, run_cli
+
+
+@pytest.fixture
+def installed():
+    oc.install()
+    yield
+    oc.uninstall()
+
+
+def _lora_gradients(model_dir, *, checkpointing: str, seed: int = 1, autocast: bool = False):
+    """Gradients of the LoRA parameters after one forward and backward of a tiny Qwen3 (dropout 0.3), with
+    ``checkpointing`` "off", "torch" (LLaMA-Factory's default: reentrant torch.utils.checkpoint) or "offloaded"."""
+    from llamafactory.model.model_utils.checkpointing import _gradient_checkpointing_enable
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.3, target_modules="all-linear",
+                                             init_lora_weights=False))
+    model.train()
+    if checkpointing != "off":
+        _gradient_checkpointing_enable(model.base_model.model, {"use_reentrant": True},
+                                       use_unsloth_gc=checkpointing == "offloaded")
+    ids = torch.randint(3, 1000, (2, 24), generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(seed)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _assert_same(a, b, tol=1e-5):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=tol, rtol=tol), name
+
+
+def test_offloaded_checkpointing_gives_the_gradients_of_the_network_that_ran(tiny_model, installed):
+    model_dir = tiny_model("tiny-qwen3")
+    loss, plain = _lora_gradients(model_dir, checkpointing="off")
+    offloaded_loss, offloaded = _lora_gradients(model_dir, checkpointing="offloaded")
+    assert offloaded_loss == pytest.approx(loss, abs=1e-6)
+    _assert_same(plain, offloaded)
+    assert oc._state["layers"] >= 2  # each decoder layer's input went through OffloadedCheckpoint
+    _, torch_checkpointed = _lora_gradients(model_dir, checkpointing="torch")
+    _assert_same(plain, torch_checkpointed)
+    # the comparison sees dropout: other masks give other gradients
+    _, other_masks = _lora_gradients(model_dir, checkpointing="off", seed=7)
+    assert any(not torch.allclose(plain[n], other_masks[n], atol=1e-3) for n in plain)
+
+
+def test_the_recomputation_runs_under_the_forwards_autocast(tiny_model, installed):
+    model_dir = tiny_model("tiny-qwen3")
+    _, plain = _lora_gradients(model_dir, checkpointing="off", autocast=True)
+    _, offloaded = _lora_gradients(model_dir, checkpointing="offloaded", autocast=True)
+    _assert_same(plain, offloaded, tol=1e-3)  # bf16 matmuls: a recomputation in fp32 would differ by ~1e-2
+
+
+def test_llamafactory_hands_out_the_patched_function_once_installed_and_its_own_after(installed):
+    from llamafactory.model.model_utils import checkpointing
+
+    assert checkpointing.get_unsloth_gradient_checkpointing_func() is oc.offloaded_checkpointing_func()
+    oc.uninstall()
+    assert checkpointing.get_unsloth_gradient_checkpointing_func() is not oc.offloaded_checkpointing_func()
+
+
+def test_the_launcher_switches_it_on_for_recipes_with_use_unsloth_gc_only():
+    plan = registry.LaunchPlan()
+    assert oc.wanted({"use_unsloth_gc": True}, {}, plan)
+    assert not oc.wanted({"use_unsloth_gc": True, "disable_gradient_checkpointing": True}, {}, plan)
+    assert not oc.wanted({"cutoff_len": 4096}, {}, plan)
+    assert registry.switches({"use_unsloth_gc": True}, {}, plan)[oc.ENV_VAR] == "on"
+    off = registry.switches({"use_unsloth_gc": True}, {oc.ENV_VAR: "off"}, plan)
+    assert off[oc.ENV_VAR] == "off" and not oc.enabled_by_env(off)
+
+
+@pytest.mark.slow
+def test_a_tiny_recipe_trains_with_offloaded_checkpointing_under_r1sft_train(tmp_path):
+    """LLaMA-Factory's own use_unsloth_gc copies back to "cuda" and fails on a CPU; under r1sft train it trains."""
+    out = tmp_path / "out"
+    run_cli(str(VENV_BIN / "r1sft"), "convert", "samples")
+    run_cli(str(VENV_BIN / "r1sft"), "recipe", "tiny-qwen3", "--out-dir", str(tmp_path), "--set", f"output_dir={out}")
+    recipe = tmp_path / "tiny-qwen3" / "lora_sft.yaml"
+    proc = run_cli(str(VENV_BIN / "r1sft"), "train", str(recipe), "use_unsloth_gc=true", "disable_gradient_checkpointing=false", "max_steps=2",
+                   check=False, timeout=600)
+    log = (out / "train.node0.log").read_text()
+    assert proc.returncode == 0, proc.stderr[-2000:] + log[-3000:]
+    assert oc.ANNOUNCEMENT in log + proc.stderr
+    assert "layer inputs kept in host memory" in log + proc.stderr
