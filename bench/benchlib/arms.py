@@ -213,6 +213,7 @@ def memory_estimate_for(ctx: Context, config: dict, env: dict | None = None) -> 
         micro_batch=int(config.get("per_device_train_batch_size", 1)), zero_stage=zero,
         grad_accum=int(config.get("gradient_accumulation_steps", 1)),
         gradient_checkpointing=not config.get("disable_gradient_checkpointing", False),
+        offload_checkpoints=bool(config.get("use_unsloth_gc")),
         liger=bool(config.get("enable_liger_kernel", False)), lora_rank=int(config.get("lora_rank", 8)),
         lora_dropout=float(config.get("lora_dropout", 0.0)),
         uncheckpointed_layers=int((env or {}).get("R1SFT_UNCHECKPOINTED_LAYERS", 0) or 0),

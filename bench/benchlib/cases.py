@@ -58,5 +58,12 @@ MULTI_GPU = {
     "qwen2.5-7b-full-32k-sp4": Case("qwen2.5-7b-full-32k-sp4", "qwen2.5-7b", "full", 32768, 8, (3, 12), 9000,
                                     30000, gpus=8, sequence_parallel=4),
 }
+# Longer than one GPU holds checkpointed (not run by default): Qwen2.5-7B LoRA at 128k on an 80 GB GPU (on the H200:
+# --gpu-mem 80) plans offloaded checkpointing (use_unsloth_gc, r1sft.patches.offloaded_checkpointing).
+OFFLOADED = {
+    "qwen2.5-7b-lora-128k": Case("qwen2.5-7b-lora-128k", "qwen2.5-7b", "lora", 131072, 2, (1, 3), 60000, 125000,
+                                 sets=(("rope_scaling", "yarn"),)),
+}
 DEFAULT_CASES = list(CASES)
 CASES.update(MULTI_GPU)
+CASES.update(OFFLOADED)

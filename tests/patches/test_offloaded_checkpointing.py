@@ -69,6 +69,7 @@ def test_the_recomputation_runs_under_the_forwards_autocast(tiny_model, installe
     _assert_same(plain, offloaded, tol=1e-3)  # bf16 matmuls: a recomputation in fp32 would differ by ~1e-2
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # LLaMA-Factory's function uses torch.cuda.amp.custom_fwd
 def test_llamafactory_hands_out_the_patched_function_once_installed_and_its_own_after(installed):
     from llamafactory.model.model_utils import checkpointing
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from r1sft.errors import R1sftError
 from r1sft.patches import fused_lora
@@ -29,6 +29,11 @@ ASSUMED_MEAN_TOKENS = 4000
 # mean 2.8k in 16k packs); the estimate of samples per pack uses it.
 PACK_FILL = 0.97
 METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA", "full": "full"}
+# off, on (LLaMA-Factory's checkpointing), or on with the checkpoints in host RAM (use_unsloth_gc)
+Checkpointing = Literal["off", "on", "offloaded"]
+CHECKPOINTING_NAMES = {"off": "off", "on": "on", "offloaded": "on, offloaded to host RAM"}
+# Offloaded checkpointing is planned for these (their activation counts are measured, docs/performance.md)
+OFFLOADABLE_METHODS = ("lora", "full")
 
 
 @dataclass
@@ -44,14 +49,19 @@ class Fit:
     memory_args: dict[str, Any]  # estimate_memory's arguments besides the machinery
     samples_per_pack: float | None  # None: not packed
     packing_source: str = ""  # where the mean length behind samples_per_pack comes from
+    offload_checkpoints: bool = False  # use_unsloth_gc: the checkpoints in host RAM
 
 
 @dataclass(frozen=True)
 class _Trial:
     deepspeed: str | None
-    gradient_checkpointing: bool
+    checkpointing: Checkpointing
     per_device: int
     memory: MemoryEstimate
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self.checkpointing != "off"
 
 
 def fmt_gib(value: float) -> str:
@@ -63,12 +73,11 @@ def fit(inputs: Inputs, notes: Notes, data_dir: Path) -> Fit:
     samples_per_pack, source = _packing(inputs, notes, data_dir)
     liger = (not inputs.cpu) if inputs.liger_override is None else bool(inputs.liger_override)
     memory_args = _memory_args(inputs, liger)
-    gc_options = [False, True] if inputs.gc_override is None else [not bool(inputs.gc_override)]
     pdb_options = [1] if samples_per_pack is not None else _per_device_options(inputs)
     budget = inputs.gpu_mem * GIB * HEADROOM
     tried: list[_Trial] = []
     for ds in _deepspeed_order(inputs):
-        for gc in gc_options:
+        for gc in _checkpointing_options(inputs, ds):
             for pdb in pdb_options:
                 ga = _grad_accum(inputs, pdb, samples_per_pack)
                 tried.append(_Trial(ds, gc, pdb, _estimate(inputs.preset, memory_args, ds, gc, pdb, ga)))
@@ -79,7 +88,7 @@ def fit(inputs: Inputs, notes: Notes, data_dir: Path) -> Fit:
         raise R1sftError(
             f"{inputs.preset.name} {METHOD_NAMES[inputs.method]} SFT at cutoff {inputs.cutoff} does not fit "
             f"{inputs.ranks} of {inputs.gpu_mem:g} GiB: the smallest plan ({best.deepspeed or 'no DeepSpeed'}, "
-            f"gradient checkpointing {'on' if best.gradient_checkpointing else 'off'}, batch {best.per_device}) "
+            f"gradient checkpointing {CHECKPOINTING_NAMES[best.checkpointing]}, batch {best.per_device}) "
             f"needs ~{fmt_gib(best.memory.peak)} per {'process' if inputs.cpu else 'GPU'} (budget {_limit(inputs)}); "
             f"{_fit_advice(inputs.method, inputs.gc_override)}"
         )
@@ -94,7 +103,7 @@ def _chosen(inputs: Inputs, notes: Notes, tried: list[_Trial], liger: bool, memo
     last = tried[-1]
     ga = _grad_accum(inputs, last.per_device, samples_per_pack)
     chosen = Fit(last.deepspeed, last.gradient_checkpointing, last.per_device, ga, liger, last.memory, memory_args,
-                 samples_per_pack, source)
+                 samples_per_pack, source, offload_checkpoints=last.checkpointing == "offloaded")
     _deepspeed_reason(inputs, notes, chosen, tried)
     _checkpointing_reason(inputs, notes, chosen, tried)
     _liger_reason(inputs, notes, chosen)
@@ -120,14 +129,30 @@ def _memory_args(inputs: Inputs, liger: bool) -> dict[str, Any]:
                 gpus_per_node=max(1, inputs.gpus), sequence_parallel=inputs.sequence_parallel)
 
 
-def _estimate(preset: Preset, memory_args: dict, ds: str | None, gc: bool, pdb: int, ga: int) -> MemoryEstimate:
+def _checkpointing_options(inputs: Inputs, ds: str | None) -> list[Checkpointing]:
+    """Gradient checkpointing to try, cheapest first: off, on, and on one GPU without DeepSpeed offloaded to host
+    RAM (r1sft.patches.offloaded_checkpointing) before ZeRO-3 offloads the weights; what --set fixes."""
+    if inputs.gc_override is not None and bool(inputs.gc_override):  # disable_gradient_checkpointing: true
+        return ["off"]
+    if inputs.offload_override:  # use_unsloth_gc: true
+        return ["offloaded"]
+    options: list[Checkpointing] = ["on"] if inputs.gc_override is not None else ["off", "on"]
+    if (inputs.offload_override is None and inputs.world == 1 and not inputs.cpu and ds is None
+            and inputs.method in OFFLOADABLE_METHODS):
+        options.append("offloaded")
+    return options
+
+
+def _estimate(preset: Preset, memory_args: dict, ds: str | None, gc: Checkpointing, pdb: int,
+              ga: int) -> MemoryEstimate:
     stage, offload = ZERO[ds] if ds else (None, False)
     # What r1sft train runs (the recipe header's launch): plain LoRA through r1sft.patches.fused_lora, which keeps
     # half of PEFT's activations (a 7B LoRA plan on 141 GB estimated with PEFT's layer read +65% of the measured
     # peak, issue 16), and padded batches through varlen attention, so no mask copy per layer is counted.
     fused = memory_args["method"] == "lora" and stage != 3
-    return estimate_memory(preset.shape, zero_stage=stage, offload=offload, gradient_checkpointing=gc,
-                           micro_batch=pdb, grad_accum=ga, **{"fused_lora": fused, **memory_args})
+    return estimate_memory(preset.shape, zero_stage=stage, offload=offload, gradient_checkpointing=gc != "off",
+                           offload_checkpoints=gc == "offloaded", micro_batch=pdb, grad_accum=ga,
+                           **{"fused_lora": fused, **memory_args})
 
 
 def _per_device_options(inputs: Inputs) -> list[int]:
@@ -258,11 +283,25 @@ def _checkpointing_reason(inputs: Inputs, notes: Notes, chosen: Fit, tried: list
         else:
             notes.why[key] = "checkpointing on: set on the command line"
         notes.reason(f"gradient checkpointing: {notes.why[key].split(': ', 1)[1]}", key)
+        if chosen.offload_checkpoints:
+            _offload_reason(inputs, notes, chosen, tried)
     else:
         notes.why[key] = "checkpointing off: fits without it" if inputs.gc_override is None else \
             "set on the command line"
         notes.reason(f"no gradient checkpointing: activations fit ({fmt_gib(chosen.memory.parts.get('activations', 0))})",
                      key)
+
+
+def _offload_reason(inputs: Inputs, notes: Notes, chosen: Fit, tried: list[_Trial]) -> None:
+    host = f"~{chosen.memory.host / GIB:.0f} GiB of pinned host RAM"
+    if inputs.offload_override:
+        notes.why["use_unsloth_gc"] = f"checkpoints in host RAM: set on the command line ({host})"
+    else:
+        on_gpu = min(t.memory.peak for t in tried if t.deepspeed == chosen.deepspeed and t.checkpointing == "on")
+        notes.why["use_unsloth_gc"] = (f"checkpoints in host RAM ({host}): kept on the GPU they need "
+                                       f"~{fmt_gib(on_gpu)}, over {_limit(inputs)}")
+    notes.reason(f"offloaded checkpointing: {notes.why['use_unsloth_gc']}; {fmt_gib(chosen.memory.peak)} on the GPU "
+                 "(r1sft train: r1sft.patches.offloaded_checkpointing)", "use_unsloth_gc")
 
 
 def _liger_reason(inputs: Inputs, notes: Notes, chosen: Fit) -> None:
@@ -323,7 +362,8 @@ def uncheckpointed_layers(config: dict, preset: Preset, gpu_mem: float, world: i
     more fits. The planner writes it in the recipe's header; the launcher recomputes it for the config it launches
     (edits and overrides included) and hands it to r1sft.patches.partial_checkpointing. ``fused``: whether the run
     gets r1sft.patches.fused_lora (None: its default for ``config``); ``sequence_parallel``: ranks per trace."""
-    if config.get("disable_gradient_checkpointing") or config.get("use_cpu") or preset.tiny:
+    if (config.get("disable_gradient_checkpointing") or config.get("use_cpu") or preset.tiny
+            or config.get("use_unsloth_gc")):  # offloaded: planned where memory is short; no layer kept whole
         return 0
     method = config.get("finetuning_type", "lora")
     if (method not in ("lora", "full") or config.get("quantization_bit") or config.get("use_dora")
@@ -354,6 +394,7 @@ def _config_memory_args(config: dict, world: int, fused: bool | None) -> dict[st
         resize_vocab=any(config.get(key) for key in ("add_special_tokens", "add_tokens", "resize_vocab",
                                                       "additional_target")),
         fused_lora=fused_lora.applies_to(config, {}) if fused is None else fused,
+        offload_checkpoints=bool(config.get("use_unsloth_gc")),
     )
 
 
@@ -370,7 +411,7 @@ def partial_checkpointing(inputs: Inputs, notes: Notes, chosen: Fit, train: dict
     stage, offload = ZERO[chosen.deepspeed] if chosen.deepspeed else (None, False)
     chosen.memory = est = estimate_memory(inputs.preset.shape, zero_stage=stage, offload=offload, gradient_checkpointing=True,
                           micro_batch=chosen.per_device, grad_accum=chosen.grad_accum, uncheckpointed_layers=kept,
-                          fused_lora=fused,
+                          fused_lora=fused, offload_checkpoints=chosen.offload_checkpoints,
                           **{**chosen.memory_args, "seq_len": int(train["cutoff_len"])})
     layers = inputs.preset.shape.layers
     notes.why["disable_gradient_checkpointing"] += f"; r1sft train leaves the last {kept} of {layers} layers uncheckpointed"

@@ -20,7 +20,8 @@ What is counted, and why (bytes; N parameters, T = micro batch x sequence tokens
   its output and the o_proj input, the SwiGLU MLP keeps four intermediate-sized tensors (gate, SiLU, up,
   product). LoRA dropout keeps a dropped-out copy (and mask) of every adapted layer's input; DoRA keeps the base
   and LoRA outputs. With gradient checkpointing only each layer's input is kept, plus one layer's full activations
-  while it is recomputed.
+  while it is recomputed; offloaded (``use_unsloth_gc``, r1sft.patches.offloaded_checkpointing) those inputs live in
+  host RAM, and only the one being recomputed is back on the GPU.
 * Mixture of experts (Qwen3-MoE): every expert's weights count in the model states (``Shape.total_params``: 30.5B
   for Qwen3-30B-A3B), only the routed ones in a token's activations (its experts_per_token x moe_intermediate MLP
   width, plus the router's logits and the routed copies) and in FLOPs (``Shape.active_params``: 3.3B).
@@ -163,6 +164,7 @@ def estimate_memory(
     fused_lora: bool = False,
     sequence_parallel: int = 1,
     grad_accum: int = 1,
+    offload_checkpoints: bool = False,
 ) -> MemoryEstimate:
     """Peak bytes of one training process for ``method`` (full, lora, qlora, dora).
 
@@ -175,7 +177,8 @@ def estimate_memory(
     1/N of the tokens' activations and logits. Between its two all-to-alls attention holds all the tokens for 1/N
     of the heads, the same bytes as all the heads for 1/N of the tokens, so the per-token count stands.
     ``grad_accum``: micro-batches per optimizer step; from the second on, the forward runs beside the gradients
-    the earlier ones accumulated.
+    the earlier ones accumulated. ``offload_checkpoints``: the checkpointed layers' inputs in pinned host RAM
+    (``host``), one at a time on the GPU while its layer is recomputed.
     """
     if method not in ("full", "lora", "qlora", "dora"):
         raise ValueError(f"unknown method {method!r}")
@@ -199,9 +202,10 @@ def estimate_memory(
     weights, grads, optim = states["weights"], states["gradients"], states["optimizer"]
     extra_fwd, extra_step, other, host = states["autocast"], states["step"], states["other"], states["host"]
 
-    activations, whole_layers = _activation_bytes(shape, method, tokens, micro_batch, half, zero_stage, bf16,
-                                                  liger and on_gpu, lora_dropout, fused_lora, gradient_checkpointing,
-                                                  uncheckpointed_layers)
+    activations, whole_layers, offloaded = _activation_bytes(
+        shape, method, tokens, micro_batch, half, zero_stage, bf16, liger and on_gpu, lora_dropout, fused_lora,
+        gradient_checkpointing, uncheckpointed_layers, offload_checkpoints and on_gpu)
+    host += offloaded
 
     # ---- logits ----------------------------------------------------------------------------------------------
     if liger:
@@ -293,9 +297,10 @@ def _model_states(shape: Shape, method: str, trainable: float, half: int, zero_s
 
 def _activation_bytes(shape: Shape, method: str, tokens: int, micro_batch: int, half: int, zero_stage: int | None,
                       bf16: bool, liger: bool, lora_dropout: float, fused_lora: bool, gradient_checkpointing: bool,
-                      uncheckpointed_layers: int) -> tuple[float, float]:
-    """Bytes of activations kept for the backward pass (one recomputed layer's included under checkpointing), and
-    the part of them that whole (uncheckpointed) layers keep."""
+                      uncheckpointed_layers: int, offload_checkpoints: bool) -> tuple[float, float, float]:
+    """Bytes of activations kept for the backward pass on the device (one recomputed layer's included under
+    checkpointing), the part of them that whole (uncheckpointed) layers keep, and the checkpoints offloaded to
+    host RAM."""
     # Full SFT without DeepSpeed runs under autocast with fp32 weights: the residual stream is fp32.
     residual = 4 if (method == "full" and zero_stage is None) or not bf16 else 2
     if method == "lora":
@@ -317,9 +322,13 @@ def _activation_bytes(shape: Shape, method: str, tokens: int, micro_batch: int, 
     kept = min(max(uncheckpointed_layers, 0), shape.layers) if gradient_checkpointing else shape.layers
     whole_layers = tokens * kept * per_layer
     activations = whole_layers
-    if kept < shape.layers:  # each checkpointed layer's input, and one layer's activations while it is recomputed
-        activations += tokens * ((shape.layers - kept) * residual * shape.hidden + per_layer)
+    checkpoints = tokens * (shape.layers - kept) * residual * shape.hidden  # each checkpointed layer's input
+    offloaded = 0.0
+    if offload_checkpoints and kept < shape.layers:  # in host RAM; the one being recomputed is back on the GPU
+        offloaded, checkpoints = checkpoints, tokens * residual * shape.hidden
+    if kept < shape.layers:  # the checkpoints, and one layer's activations while it is recomputed
+        activations += checkpoints + tokens * per_layer
     activations += tokens * 4 * shape.hidden * 2  # embedding output and final norm
     mlp_width = shape.experts_per_token * shape.moe_intermediate if shape.moe else shape.intermediate
     activations += tokens * BACKWARD_MLP_TENSORS * half * mlp_width  # one layer's backward temporaries
-    return activations, whole_layers
+    return activations, whole_layers, offloaded

@@ -25,7 +25,7 @@ DEEPSPEED_CHOICES = ("auto", "none", "z0", "z2", "z3", "z3_offload")
 # --set keys the planner reads as inputs (each is decided with the rest of the plan); every other key is passed on.
 PLANNED_SET_KEYS = ("model_name_or_path", "template", "dataset", "dataset_dir", "cutoff_len",
                     "per_device_train_batch_size", "gradient_accumulation_steps", "disable_gradient_checkpointing",
-                    "enable_liger_kernel", "deepspeed")
+                    "use_unsloth_gc", "enable_liger_kernel", "deepspeed")
 
 
 @dataclass
@@ -88,6 +88,7 @@ class Inputs:
     fixed_per_device: int | None  # --set per_device_train_batch_size
     fixed_grad_accum: int | None  # --set gradient_accumulation_steps
     gc_override: Any  # --set disable_gradient_checkpointing
+    offload_override: Any  # --set use_unsloth_gc (offloaded checkpointing)
     liger_override: Any  # --set enable_liger_kernel
     deepspeed: str  # one of DEEPSPEED_CHOICES
     passthrough: dict[str, Any]  # the other --set keys, checked later against LLaMA-Factory's own
@@ -161,7 +162,8 @@ def read_request(request: RecipeRequest, notes: Notes, data_dir: Path, build_tin
         datasets=datasets, special_tokens=special, gpus=gpus, nodes=nodes, gpu_mem=gpu_mem, cutoff=0,
         global_batch=0, fixed_per_device=planned.get("per_device_train_batch_size"),
         fixed_grad_accum=planned.get("gradient_accumulation_steps"),
-        gc_override=planned.get("disable_gradient_checkpointing"), liger_override=planned.get("enable_liger_kernel"),
+        gc_override=planned.get("disable_gradient_checkpointing"), offload_override=planned.get("use_unsloth_gc"),
+        liger_override=planned.get("enable_liger_kernel"),
         deepspeed=request.deepspeed, passthrough=overrides, enable_thinking=enable_thinking,
     )
     inputs.cutoff = _cutoff(inputs, planned.get("cutoff_len"), notes)

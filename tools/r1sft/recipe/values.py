@@ -65,6 +65,8 @@ def _model(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: Pat
     train["flash_attn"] = "sdpa"
     train["enable_liger_kernel"] = chosen.liger
     train["disable_gradient_checkpointing"] = not chosen.gradient_checkpointing
+    if chosen.offload_checkpoints or inputs.offload_override is not None:
+        train["use_unsloth_gc"] = chosen.offload_checkpoints
 
 
 def _method(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: Path) -> None:
