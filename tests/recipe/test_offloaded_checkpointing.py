@@ -68,3 +68,21 @@ def test_the_launcher_keeps_no_layer_whole_in_an_offloaded_run():
     preset = get_preset("qwen2.5-7b")
     assert uncheckpointed_layers(config, preset, 141, 1) > 0
     assert uncheckpointed_layers({**config, "use_unsloth_gc": True}, preset, 141, 1) == 0
+
+
+def test_the_header_carries_the_host_ram_and_the_launcher_warns_when_it_is_not_free(root, tmp_path):
+    from r1sft.recipe.check import parse_header
+    from r1sft.recipe.machine import available_ram_gib, host_ram_problem
+
+    plan = _plan(root, tmp_path, 80)
+    write_files(render_recipe(plan))
+    header = parse_header(plan.sft_path.read_text())
+    assert header["host_ram_gib"] == "24"
+    assert host_ram_problem(header, 200.0) is None
+    assert "keeps ~24 GiB in host RAM per node" in host_ram_problem(header, 16.0)
+    on_gpu = _plan(root, tmp_path / "141", 141)
+    write_files(render_recipe(on_gpu))
+    assert "host_ram_gib" not in parse_header(on_gpu.sft_path.read_text())
+    assert host_ram_problem({}, 1.0) is None
+    assert available_ram_gib("MemTotal: 100 kB\nMemAvailable:    2097152 kB\n") == 2.0
+    assert available_ram_gib("") is None

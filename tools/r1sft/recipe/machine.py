@@ -1,4 +1,5 @@
-"""Can this machine run a recipe as planned: the GPUs it shows against the GPUs the recipe was planned for.
+"""Can this machine run a recipe as planned: the GPUs it shows against the GPUs the recipe was planned for, and
+the free host RAM against what an offloading plan keeps there.
 
 The launcher's pre-flight asks before anything starts, and ``r1sft check --here`` on request; plain ``r1sft check``
 judges a recipe for any machine (the committed 8-GPU recipes are checked on CPUs).
@@ -11,6 +12,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 MAKE_LINE = re.compile(r"^#\s*\(or: (?P<command>make recipe .*)\)\s*$", re.MULTILINE)
@@ -83,3 +85,26 @@ def gpu_problem(config: Mapping[str, Any], header: Mapping[str, str], recipe_tex
         fix = f"re-render it for them: {command} (or {as_is})" if command else as_is
         return f"planned for {shown} but this machine shows {visible}: {fix}"
     return None
+
+
+def available_ram_gib(meminfo: str | None = None) -> float | None:
+    """MemAvailable of /proc/meminfo in GiB (None where there is none: not Linux)."""
+    try:
+        text = meminfo if meminfo is not None else Path("/proc/meminfo").read_text(encoding="ascii")
+    except OSError:
+        return None
+    match = re.search(r"^MemAvailable:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) / 1024**2 if match else None
+
+
+def host_ram_problem(header: Mapping[str, str], available_gib: float | None) -> str | None:
+    """A warning when the recipe's plan keeps more in host RAM (``host_ram_gib``: offloaded checkpoints or ZeRO-3
+    offload, per node) than this machine has free: pinned allocations beyond it fail mid-run."""
+    try:
+        need = float(header["host_ram_gib"])
+    except (KeyError, ValueError):
+        return None
+    if available_gib is None or need <= available_gib:
+        return None
+    return (f"the plan keeps ~{need:.0f} GiB in host RAM per node (the recipe's offload) but this machine has "
+            f"{available_gib:.0f} GiB available: free memory, or re-render for more GPUs or a shorter cutoff")

@@ -192,6 +192,8 @@ def _context(plan: Plan, sft_path: str, merge_path: str | None) -> dict[str, Any
         machine += f" samples_per_pack={plan.samples_per_pack:.2f}"
     if plan.sequence_parallel > 1:  # not a LLaMA-Factory key: r1sft train reads it here
         machine += f" sequence_parallel={plan.sequence_parallel}"
+    if plan.memory.host:  # what r1sft train checks the machine's free RAM against
+        machine += f" host_ram_gib={plan.memory.host / 1024**3:.0f}"
     return {
         "title": f"{method} SFT of {model} with LLaMA-Factory 0.9.5",
         "preset": preset,

@@ -22,7 +22,7 @@ import yaml
 from r1sft.errors import R1sftError
 from r1sft.patches import registry
 from r1sft.paths import REPO_ROOT
-from r1sft.recipe.machine import gpu_problem, planned_gpus, visible_gpu_count
+from r1sft.recipe.machine import available_ram_gib, gpu_problem, host_ram_problem, planned_gpus, visible_gpu_count
 from r1sft.train.checkpoints import newest_checkpoint, shown
 from r1sft.train.process import run_logged
 from r1sft.train.switches import patch_switches, planned_uncheckpointed_layers
@@ -229,6 +229,9 @@ def _check_machine(recipe_path: Path, config: dict, header: Mapping[str, str]) -
                           os.environ.get("NPROC_PER_NODE"))
     if problem:
         raise R1sftError(f"{shown(recipe_path)}: {problem}")
+    ram = host_ram_problem(header, available_ram_gib())
+    if ram:
+        print(f"r1sft: warning: {ram}", file=sys.stderr)
     return visible
 
 
