@@ -9,7 +9,7 @@ import torch
 
 from r1sft.patches import offloaded_checkpointing as oc
 from r1sft.patches import registry
-from tests.conftest import VENV_BIN, run_cli
+from tests.conftest import train_tiny_recipe
 
 
 @pytest.fixture
@@ -91,13 +91,8 @@ def test_the_launcher_switches_it_on_for_recipes_with_use_unsloth_gc_only():
 @pytest.mark.slow
 def test_a_tiny_recipe_trains_with_offloaded_checkpointing_under_r1sft_train(tmp_path):
     """LLaMA-Factory's own use_unsloth_gc copies back to "cuda" and fails on a CPU; under r1sft train it trains."""
-    out = tmp_path / "out"
-    run_cli(str(VENV_BIN / "r1sft"), "convert", "samples")
-    run_cli(str(VENV_BIN / "r1sft"), "recipe", "tiny-qwen3", "--out-dir", str(tmp_path), "--set", f"output_dir={out}")
-    recipe = tmp_path / "tiny-qwen3" / "lora_sft.yaml"
-    proc = run_cli(str(VENV_BIN / "r1sft"), "train", str(recipe), "use_unsloth_gc=true", "disable_gradient_checkpointing=false", "max_steps=2",
-                   check=False, timeout=600)
-    log = (out / "train.node0.log").read_text()
+    proc, log = train_tiny_recipe(tmp_path, "use_unsloth_gc=true", "disable_gradient_checkpointing=false",
+                                  "max_steps=2")
     assert proc.returncode == 0, proc.stderr[-2000:] + log[-3000:]
     assert oc.ANNOUNCEMENT in log + proc.stderr
     assert "layer inputs kept in host memory" in log + proc.stderr

@@ -10,7 +10,7 @@ import pytest
 
 from r1sft.patches import registry, rope_scaling
 from r1sft.paths import REPO_ROOT
-from tests.conftest import VENV_BIN, run_cli
+from tests.conftest import train_tiny_recipe
 
 CONFIGURE = """
 import sys
@@ -55,13 +55,7 @@ def test_the_launcher_switches_it_on_for_recipes_with_rope_scaling_only():
 
 @pytest.mark.slow
 def test_a_tiny_recipe_trains_past_its_context_with_yarn(tmp_path):
-    out = tmp_path / "out"
-    run_cli(str(VENV_BIN / "r1sft"), "convert", "samples")
-    run_cli(str(VENV_BIN / "r1sft"), "recipe", "tiny-qwen3", "--out-dir", str(tmp_path), "--set", f"output_dir={out}")
-    recipe = tmp_path / "tiny-qwen3" / "lora_sft.yaml"
-    proc = run_cli(str(VENV_BIN / "r1sft"), "train", str(recipe), "cutoff_len=8192", "rope_scaling=yarn",
-                   "max_steps=1", check=False, timeout=600)
-    log = (out / "train.node0.log").read_text()
+    proc, log = train_tiny_recipe(tmp_path, "cutoff_len=8192", "rope_scaling=yarn", "max_steps=1")
     assert proc.returncode == 0, proc.stderr[-2000:] + log[-3000:]
     assert "Enlarge max model length from 4096 to 8192" in log
     assert "max_position_embeddings stored as an int" in log + proc.stderr
