@@ -51,13 +51,14 @@ def run_cli(*argv: str, env: dict | None = None, cwd: Path = REPO_ROOT, timeout:
     return proc
 
 
-def train_tiny_recipe(tmp_path: Path, *overrides: str, timeout: int = 600) -> tuple[subprocess.CompletedProcess, str]:
-    """``r1sft train`` of a fresh tiny-qwen3 LoRA recipe (the bundled sample) with ``overrides``: the finished
-    process and the training log, which also holds what the start-up patches printed."""
+def train_tiny_recipe(tmp_path: Path, *overrides: str, timeout: int = 600,
+                      env: dict | None = None) -> tuple[subprocess.CompletedProcess, str]:
+    """``r1sft train`` of a fresh tiny-qwen3 LoRA recipe (the bundled sample) with ``overrides`` (and ``env``): the
+    finished process and the training log, which also holds what the start-up patches printed."""
     out = tmp_path / "out"
     run_cli(str(VENV_BIN / "r1sft"), "convert", "samples")
     run_cli(str(VENV_BIN / "r1sft"), "recipe", "tiny-qwen3", "--out-dir", str(tmp_path), "--set", f"output_dir={out}")
     proc = run_cli(str(VENV_BIN / "r1sft"), "train", str(tmp_path / "tiny-qwen3" / "lora_sft.yaml"), *overrides,
-                   check=False, timeout=timeout)
+                   check=False, timeout=timeout, env=env)
     log_file = out / "train.node0.log"
     return proc, log_file.read_text() if log_file.exists() else ""

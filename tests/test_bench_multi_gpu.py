@@ -53,3 +53,9 @@ def test_offloaded_cases_plan_offloaded_checkpointing_on_an_80gb_gpu(tmp_path, n
     assert arm.config["use_unsloth_gc"] is True and arm.env.get("R1SFT_OFFLOADED_CHECKPOINTING") == "on"
     assert arm.memory_estimate.peak_gib < 80 * 0.9 and arm.memory_estimate.host > 0
     assert name not in DEFAULT_CASES
+
+
+def test_the_offloaded_case_tiles_its_mlp_on_a_48gb_gpu(tmp_path, tiny_model):
+    arm = _planned_arm(tmp_path, CASES["qwen2.5-7b-lora-128k"], tiny_model, 48.0)
+    assert arm.env.get("R1SFT_TILED_MLP") == "8192" and arm.config["use_unsloth_gc"] is True
+    assert arm.memory_estimate.peak_gib < 48 * 0.9

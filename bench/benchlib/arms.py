@@ -153,7 +153,8 @@ def planned(ctx: Context, name: str = "planned", env: dict | None = None, note: 
         # the launcher's count for this environment (with R1SFT_FUSED_LORA=off a LoRA layer keeps more)
         layers = uncheckpointed_layers(config, plan.preset, plan.gpu_mem, plan.world,
                                        fused=fused_lora.applies_to(config, env), sequence_parallel=plan.sequence_parallel)
-        env = {**env, **patch_switches(config, env, layers, sequence_parallel=plan.sequence_parallel)}
+        env = {**env, **patch_switches(config, env, layers, sequence_parallel=plan.sequence_parallel,
+                                       mlp_tile_tokens=plan.mlp_tile_tokens)}
     arm = Arm(name, config, env=env, note=note or ("r1sft plan_recipe: " + plan.make_command),
               plan_summary=plan.summary(), memory_estimate=plan.memory, packed=packing)
     if overrides:
@@ -214,6 +215,7 @@ def memory_estimate_for(ctx: Context, config: dict, env: dict | None = None) -> 
         grad_accum=int(config.get("gradient_accumulation_steps", 1)),
         gradient_checkpointing=not config.get("disable_gradient_checkpointing", False),
         offload_checkpoints=bool(config.get("use_unsloth_gc")),
+        mlp_tile_tokens=int((env or {}).get("R1SFT_TILED_MLP", 0) or 0),
         liger=bool(config.get("enable_liger_kernel", False)), lora_rank=int(config.get("lora_rank", 8)),
         lora_dropout=float(config.get("lora_dropout", 0.0)),
         uncheckpointed_layers=int((env or {}).get("R1SFT_UNCHECKPOINTED_LAYERS", 0) or 0),

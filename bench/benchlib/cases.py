@@ -59,7 +59,8 @@ MULTI_GPU = {
                                     30000, gpus=8, sequence_parallel=4),
 }
 # Longer than one GPU holds checkpointed (not run by default): Qwen2.5-7B LoRA at 128k on an 80 GB GPU (on the H200:
-# --gpu-mem 80) plans offloaded checkpointing (use_unsloth_gc, r1sft.patches.offloaded_checkpointing).
+# --gpu-mem 80) plans offloaded checkpointing (use_unsloth_gc, r1sft.patches.offloaded_checkpointing); on a 48 GB
+# GPU (--gpu-mem 48) the MLP in tiles too (r1sft.patches.tiled_mlp).
 OFFLOADED = {
     "qwen2.5-7b-lora-128k": Case("qwen2.5-7b-lora-128k", "qwen2.5-7b", "lora", 131072, 2, (1, 3), 60000, 125000,
                                  sets=(("rope_scaling", "yarn"),)),

@@ -10,6 +10,7 @@ import torch
 from r1sft.patches import offloaded_checkpointing as oc
 from r1sft.patches import registry
 from tests.conftest import train_tiny_recipe
+from tests.patches.lora_gradients import assert_same, lora_gradients
 
 
 @pytest.fixture
@@ -19,54 +20,25 @@ def installed():
     oc.uninstall()
 
 
-def _lora_gradients(model_dir, *, checkpointing: str, seed: int = 1, autocast: bool = False):
-    """Gradients of the LoRA parameters after one forward and backward of a tiny Qwen3 (dropout 0.3), with
-    ``checkpointing`` "off", "torch" (LLaMA-Factory's default: reentrant torch.utils.checkpoint) or "offloaded"."""
-    from llamafactory.model.model_utils.checkpointing import _gradient_checkpointing_enable
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.3, target_modules="all-linear",
-                                             init_lora_weights=False))
-    model.train()
-    if checkpointing != "off":
-        _gradient_checkpointing_enable(model.base_model.model, {"use_reentrant": True},
-                                       use_unsloth_gc=checkpointing == "offloaded")
-    ids = torch.randint(3, 1000, (2, 24), generator=torch.Generator().manual_seed(2))
-    torch.manual_seed(seed)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
-    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def _assert_same(a, b, tol=1e-5):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.allclose(a[name], b[name], atol=tol, rtol=tol), name
-
-
 def test_offloaded_checkpointing_gives_the_gradients_of_the_network_that_ran(tiny_model, installed):
     model_dir = tiny_model("tiny-qwen3")
-    loss, plain = _lora_gradients(model_dir, checkpointing="off")
-    offloaded_loss, offloaded = _lora_gradients(model_dir, checkpointing="offloaded")
+    loss, plain = lora_gradients(model_dir, checkpointing="off")
+    offloaded_loss, offloaded = lora_gradients(model_dir, checkpointing="offloaded")
     assert offloaded_loss == pytest.approx(loss, abs=1e-6)
-    _assert_same(plain, offloaded)
+    assert_same(plain, offloaded)
     assert oc._state["layers"] >= 2  # each decoder layer's input went through OffloadedCheckpoint
-    _, torch_checkpointed = _lora_gradients(model_dir, checkpointing="torch")
-    _assert_same(plain, torch_checkpointed)
+    _, torch_checkpointed = lora_gradients(model_dir, checkpointing="torch")
+    assert_same(plain, torch_checkpointed)
     # the comparison sees dropout: other masks give other gradients
-    _, other_masks = _lora_gradients(model_dir, checkpointing="off", seed=7)
+    _, other_masks = lora_gradients(model_dir, checkpointing="off", seed=7)
     assert any(not torch.allclose(plain[n], other_masks[n], atol=1e-3) for n in plain)
 
 
 def test_the_recomputation_runs_under_the_forwards_autocast(tiny_model, installed):
     model_dir = tiny_model("tiny-qwen3")
-    _, plain = _lora_gradients(model_dir, checkpointing="off", autocast=True)
-    _, offloaded = _lora_gradients(model_dir, checkpointing="offloaded", autocast=True)
-    _assert_same(plain, offloaded, tol=1e-3)  # bf16 matmuls: a recomputation in fp32 would differ by ~1e-2
+    _, plain = lora_gradients(model_dir, checkpointing="off", autocast=True)
+    _, offloaded = lora_gradients(model_dir, checkpointing="offloaded", autocast=True)
+    assert_same(plain, offloaded, tol=1e-3)  # bf16 matmuls: a recomputation in fp32 would differ by ~1e-2
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # LLaMA-Factory's function uses torch.cuda.amp.custom_fwd

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from r1sft.patches import on_import
+from r1sft.patches.recompute import ForwardState
 
 if TYPE_CHECKING:
     from r1sft.patches.registry import LaunchPlan
@@ -61,11 +62,8 @@ def _autograd_function():
 
         @staticmethod
         def forward(ctx, forward_function, hidden_states, *args):
-            device = hidden_states.device
-            ctx.device, ctx.forward_function, ctx.args = device, forward_function, args
-            ctx.autocast = (torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
-            ctx.cpu_rng = torch.get_rng_state()
-            ctx.cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+            ctx.state = ForwardState.capture(hidden_states.device)
+            ctx.forward_function, ctx.args = forward_function, args
             ctx.save_for_backward(to_host(hidden_states))
             with torch.no_grad():
                 return forward_function(hidden_states, *args)
@@ -73,15 +71,9 @@ def _autograd_function():
         @staticmethod
         def backward(ctx, grad_output, *_):
             (saved,) = ctx.saved_tensors
-            hidden_states = saved.to(ctx.device, non_blocking=True).detach().requires_grad_(True)
-            devices = [ctx.device] if ctx.cuda_rng is not None else []
-            enabled, dtype = ctx.autocast
-            with torch.random.fork_rng(devices=devices):
-                torch.set_rng_state(ctx.cpu_rng)
-                if ctx.cuda_rng is not None:
-                    torch.cuda.set_rng_state(ctx.cuda_rng, ctx.device)
-                with torch.enable_grad(), torch.autocast(ctx.device.type, dtype=dtype, enabled=enabled):
-                    outputs = ctx.forward_function(hidden_states, *ctx.args)
+            hidden_states = saved.to(ctx.state.device, non_blocking=True).detach().requires_grad_(True)
+            with ctx.state.replay():
+                outputs = ctx.forward_function(hidden_states, *ctx.args)
             output = outputs[0] if isinstance(outputs, tuple) else outputs
             torch.autograd.backward(output, grad_output)
             return (None, hidden_states.grad) + (None,) * len(ctx.args)

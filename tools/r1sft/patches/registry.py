@@ -31,7 +31,8 @@ from pathlib import Path
 from types import ModuleType
 
 # In installation order.
-PATCHES = ("rope_scaling", "packed_attention", "liger_chunking", "lora_input_cast", "fused_lora",
+# tiled_mlp after fused_lora: it wraps the MLP forward fused_lora installs, so each tile runs fused.
+PATCHES = ("rope_scaling", "packed_attention", "liger_chunking", "lora_input_cast", "fused_lora", "tiled_mlp",
            "offloaded_checkpointing", "partial_checkpointing", "sequence_parallel")
 SITE_DIR = Path(__file__).resolve().parent / "site"  # its sitecustomize.py runs install_from_env()
 
@@ -42,6 +43,7 @@ class LaunchPlan:
 
     uncheckpointed_layers: int = 0  # layers the memory model lets keep their activations (recipe.fit)
     sequence_parallel: int = 1  # ranks each trace is split over (the recipe's --sequence-parallel)
+    mlp_tile_tokens: int = 0  # tokens per MLP tile the plan needs (the recipe header's tiled_mlp=; 0: untiled)
 
 
 def patch_modules() -> list[ModuleType]:

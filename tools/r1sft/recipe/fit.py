@@ -29,9 +29,13 @@ ASSUMED_MEAN_TOKENS = 4000
 # mean 2.8k in 16k packs); the estimate of samples per pack uses it.
 PACK_FILL = 0.97
 METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA", "full": "full"}
-# off, on (LLaMA-Factory's checkpointing), or on with the checkpoints in host RAM (use_unsloth_gc)
-Checkpointing = Literal["off", "on", "offloaded"]
-CHECKPOINTING_NAMES = {"off": "off", "on": "on", "offloaded": "on, offloaded to host RAM"}
+# off, on (LLaMA-Factory's checkpointing), on with the checkpoints in host RAM (use_unsloth_gc), and that with the
+# MLP computed in tiles (r1sft.patches.tiled_mlp)
+Checkpointing = Literal["off", "on", "offloaded", "offloaded_tiled"]
+CHECKPOINTING_NAMES = {"off": "off", "on": "on", "offloaded": "on, offloaded to host RAM",
+                       "offloaded_tiled": "on, offloaded to host RAM, MLP in tiles"}
+# Tokens per MLP tile: GEMMs of 8,192 rows still run at full speed, and 16 tiles cut a 128k trace's MLP tensors 16x.
+MLP_TILE_TOKENS = 8192
 # Offloaded checkpointing is planned for these (their activation counts are measured, docs/performance.md)
 OFFLOADABLE_METHODS = ("lora", "full")
 
@@ -50,6 +54,15 @@ class Fit:
     samples_per_pack: float | None  # None: not packed
     packing_source: str = ""  # where the mean length behind samples_per_pack comes from
     offload_checkpoints: bool = False  # use_unsloth_gc: the checkpoints in host RAM
+    mlp_tile_tokens: int = 0  # r1sft.patches.tiled_mlp's tiles (0: the MLP at once)
+
+    @property
+    def checkpointing(self) -> Checkpointing:
+        if not self.gradient_checkpointing:
+            return "off"
+        if self.offload_checkpoints:
+            return "offloaded_tiled" if self.mlp_tile_tokens else "offloaded"
+        return "on"
 
 
 @dataclass(frozen=True)
@@ -103,7 +116,8 @@ def _chosen(inputs: Inputs, notes: Notes, tried: list[_Trial], liger: bool, memo
     last = tried[-1]
     ga = _grad_accum(inputs, last.per_device, samples_per_pack)
     chosen = Fit(last.deepspeed, last.gradient_checkpointing, last.per_device, ga, liger, last.memory, memory_args,
-                 samples_per_pack, source, offload_checkpoints=last.checkpointing == "offloaded")
+                 samples_per_pack, source, offload_checkpoints=last.checkpointing.startswith("offloaded"),
+                 mlp_tile_tokens=MLP_TILE_TOKENS if last.checkpointing == "offloaded_tiled" else 0)
     _deepspeed_reason(inputs, notes, chosen, tried)
     _checkpointing_reason(inputs, notes, chosen, tried)
     _liger_reason(inputs, notes, chosen)
@@ -131,15 +145,17 @@ def _memory_args(inputs: Inputs, liger: bool) -> dict[str, Any]:
 
 def _checkpointing_options(inputs: Inputs, ds: str | None) -> list[Checkpointing]:
     """Gradient checkpointing to try, cheapest first: off, on, and on one GPU without DeepSpeed offloaded to host
-    RAM (r1sft.patches.offloaded_checkpointing) before ZeRO-3 offloads the weights; what --set fixes."""
+    RAM (r1sft.patches.offloaded_checkpointing), then with the MLP in tiles too (r1sft.patches.tiled_mlp), before
+    ZeRO-3 offloads the weights; what --set fixes."""
     if inputs.gc_override is not None and bool(inputs.gc_override):  # disable_gradient_checkpointing: true
         return ["off"]
+    tiled: list[Checkpointing] = [] if inputs.preset.shape.moe else ["offloaded_tiled"]  # dense MLPs only
     if inputs.offload_override:  # use_unsloth_gc: true
-        return ["offloaded"]
+        return ["offloaded", *tiled]
     options: list[Checkpointing] = ["on"] if inputs.gc_override is not None else ["off", "on"]
     if (inputs.offload_override is None and inputs.world == 1 and not inputs.cpu and ds is None
             and inputs.method in OFFLOADABLE_METHODS):
-        options.append("offloaded")
+        options += ["offloaded", *tiled]
     return options
 
 
@@ -151,8 +167,9 @@ def _estimate(preset: Preset, memory_args: dict, ds: str | None, gc: Checkpointi
     # peak, issue 16), and padded batches through varlen attention, so no mask copy per layer is counted.
     fused = memory_args["method"] == "lora" and stage != 3
     return estimate_memory(preset.shape, zero_stage=stage, offload=offload, gradient_checkpointing=gc != "off",
-                           offload_checkpoints=gc == "offloaded", micro_batch=pdb, grad_accum=ga,
-                           **{"fused_lora": fused, **memory_args})
+                           offload_checkpoints=gc.startswith("offloaded"),
+                           mlp_tile_tokens=MLP_TILE_TOKENS if gc == "offloaded_tiled" else 0, micro_batch=pdb,
+                           grad_accum=ga, **{"fused_lora": fused, **memory_args})
 
 
 def _per_device_options(inputs: Inputs) -> list[int]:
@@ -302,6 +319,12 @@ def _offload_reason(inputs: Inputs, notes: Notes, chosen: Fit, tried: list[_Tria
                                        f"~{fmt_gib(on_gpu)}, over {_limit(inputs)}")
     notes.reason(f"offloaded checkpointing: {notes.why['use_unsloth_gc']}; {fmt_gib(chosen.memory.peak)} on the GPU "
                  "(r1sft train: r1sft.patches.offloaded_checkpointing)", "use_unsloth_gc")
+    if chosen.mlp_tile_tokens:
+        untiled = min(t.memory.peak for t in tried if t.checkpointing == "offloaded")
+        tiles = -(-inputs.cutoff // inputs.sequence_parallel // chosen.mlp_tile_tokens)
+        notes.reason(f"tiled MLP: under r1sft train the MLP runs in tiles of {chosen.mlp_tile_tokens} tokens ({tiles} "
+                     f"per {inputs.cutoff}-token trace, r1sft.patches.tiled_mlp): offloaded checkpointing alone needs "
+                     f"~{fmt_gib(untiled)} per GPU, over {_limit(inputs)}; costs one more MLP forward per layer")
 
 
 def _liger_reason(inputs: Inputs, notes: Notes, chosen: Fit) -> None:
@@ -311,7 +334,7 @@ def _liger_reason(inputs: Inputs, notes: Notes, chosen: Fit) -> None:
         notes.why["enable_liger_kernel"] = "set on the command line"
     else:
         with_logits = _estimate(inputs.preset, {**chosen.memory_args, "liger": False}, chosen.deepspeed,
-                                chosen.gradient_checkpointing, chosen.per_device, chosen.grad_accum)
+                                chosen.checkpointing, chosen.per_device, chosen.grad_accum)
         saved = with_logits.parts.get("logits", 0) - chosen.memory.parts.get("logits", 0)
         notes.why["enable_liger_kernel"] = f"fused kernels; fused cross-entropy never holds the logits (-{fmt_gib(saved)})"
         notes.reason(f"liger kernel: {notes.why['enable_liger_kernel']}", "enable_liger_kernel")

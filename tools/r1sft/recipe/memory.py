@@ -21,7 +21,8 @@ What is counted, and why (bytes; N parameters, T = micro batch x sequence tokens
   product). LoRA dropout keeps a dropped-out copy (and mask) of every adapted layer's input; DoRA keeps the base
   and LoRA outputs. With gradient checkpointing only each layer's input is kept, plus one layer's full activations
   while it is recomputed; offloaded (``use_unsloth_gc``, r1sft.patches.offloaded_checkpointing) those inputs live in
-  host RAM, and only the one being recomputed is back on the GPU.
+  host RAM, and only the one being recomputed is back on the GPU. A tiled MLP (r1sft.patches.tiled_mlp) keeps its
+  input and, in the backward, one tile's intermediate-sized tensors instead of the whole sequence's.
 * Mixture of experts (Qwen3-MoE): every expert's weights count in the model states (``Shape.total_params``: 30.5B
   for Qwen3-30B-A3B), only the routed ones in a token's activations (its experts_per_token x moe_intermediate MLP
   width, plus the router's logits and the routed copies) and in FLOPs (``Shape.active_params``: 3.3B).
@@ -43,6 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from r1sft.patches import liger_chunking
+from r1sft.patches.tiled_mlp import tiles as mlp_tile_count
 from r1sft.presets import Shape
 
 GIB = 1024**3
@@ -104,11 +106,14 @@ def activation_bytes_per_token_layer(
     lora_dropout: float = 0.05,
     liger: bool = False,
     fused_lora: bool = False,
+    mlp_tiles: int = 1,
 ) -> float:
     """Bytes one decoder layer keeps for backward per token, without gradient checkpointing (before the factor).
 
     Liger's fused RMSNorm keeps its fp32 input and one bf16 output (6h, not 8h) and its fused SwiGLU keeps gate, up
     and one product (6I, not 8I): calibrated on an H100 (Qwen2.5-1.5B full SFT, docs/bench/h100-explore-1.5b.md).
+    ``mlp_tiles``: the MLP computed in that many tiles (r1sft.patches.tiled_mlp) keeps its input, and one tile's
+    intermediate tensors while a tile's backward runs (counted here per token: 1/tiles of them).
     """
     h, q = shape.hidden, shape.q_dim
     # A MoE layer runs each token through experts_per_token experts of width moe_intermediate
@@ -129,7 +134,8 @@ def activation_bytes_per_token_layer(
     total += act_bytes * (2 * q + 2 * kv) + linear_input * q  # q, k after RoPE, v, SDPA output; o_proj's input
     fused = method == "lora" and fused_lora
     # gate, SiLU(gate) (not kept by liger, nor by r1sft.patches.fused_lora's MLP), up; their product is down_proj's input
-    total += (2 if (liger or fused) and not shape.moe else 3) * act_bytes * i + linear_input * i
+    mlp = (2 if (liger or fused) and not shape.moe else 3) * act_bytes * i + linear_input * i
+    total += mlp if mlp_tiles <= 1 else mlp / mlp_tiles + act_bytes * h
     if shape.moe:  # the router's fp32 logits, each routed copy of the token's input and each expert's output
         total += 4 * shape.experts + 2 * shape.experts_per_token * act_bytes * h
     if fused:
@@ -165,6 +171,7 @@ def estimate_memory(
     sequence_parallel: int = 1,
     grad_accum: int = 1,
     offload_checkpoints: bool = False,
+    mlp_tile_tokens: int = 0,
 ) -> MemoryEstimate:
     """Peak bytes of one training process for ``method`` (full, lora, qlora, dora).
 
@@ -178,7 +185,8 @@ def estimate_memory(
     of the heads, the same bytes as all the heads for 1/N of the tokens, so the per-token count stands.
     ``grad_accum``: micro-batches per optimizer step; from the second on, the forward runs beside the gradients
     the earlier ones accumulated. ``offload_checkpoints``: the checkpointed layers' inputs in pinned host RAM
-    (``host``), one at a time on the GPU while its layer is recomputed.
+    (``host``), one at a time on the GPU while its layer is recomputed. ``mlp_tile_tokens``: the dense MLP
+    computed in tiles of that many tokens of the sequence (r1sft.patches.tiled_mlp; 0: at once).
     """
     if method not in ("full", "lora", "qlora", "dora"):
         raise ValueError(f"unknown method {method!r}")
@@ -204,7 +212,8 @@ def estimate_memory(
 
     activations, whole_layers, offloaded = _activation_bytes(
         shape, method, tokens, micro_batch, half, zero_stage, bf16, liger and on_gpu, lora_dropout, fused_lora,
-        gradient_checkpointing, uncheckpointed_layers, offload_checkpoints and on_gpu)
+        gradient_checkpointing, uncheckpointed_layers, offload_checkpoints and on_gpu,
+        mlp_tile_count(-(-seq_len // max(1, sequence_parallel)), mlp_tile_tokens) if not shape.moe else 1)
     host += offloaded
 
     # ---- logits ----------------------------------------------------------------------------------------------
@@ -297,7 +306,8 @@ def _model_states(shape: Shape, method: str, trainable: float, half: int, zero_s
 
 def _activation_bytes(shape: Shape, method: str, tokens: int, micro_batch: int, half: int, zero_stage: int | None,
                       bf16: bool, liger: bool, lora_dropout: float, fused_lora: bool, gradient_checkpointing: bool,
-                      uncheckpointed_layers: int, offload_checkpoints: bool) -> tuple[float, float, float]:
+                      uncheckpointed_layers: int, offload_checkpoints: bool,
+                      mlp_tiles: int = 1) -> tuple[float, float, float]:
     """Bytes of activations kept for the backward pass on the device (one recomputed layer's included under
     checkpointing), the part of them that whole (uncheckpointed) layers keep, and the checkpoints offloaded to
     host RAM."""
@@ -318,6 +328,7 @@ def _activation_bytes(shape: Shape, method: str, tokens: int, micro_batch: int, 
         lora_dropout=lora_dropout,
         liger=liger,
         fused_lora=fused_lora,
+        mlp_tiles=mlp_tiles,
     )
     kept = min(max(uncheckpointed_layers, 0), shape.layers) if gradient_checkpointing else shape.layers
     whole_layers = tokens * kept * per_layer
@@ -330,5 +341,5 @@ def _activation_bytes(shape: Shape, method: str, tokens: int, micro_batch: int, 
         activations += checkpoints + tokens * per_layer
     activations += tokens * 4 * shape.hidden * 2  # embedding output and final norm
     mlp_width = shape.experts_per_token * shape.moe_intermediate if shape.moe else shape.intermediate
-    activations += tokens * BACKWARD_MLP_TENSORS * half * mlp_width  # one layer's backward temporaries
+    activations += tokens * BACKWARD_MLP_TENSORS * half * mlp_width / mlp_tiles  # one layer's backward temporaries
     return activations, whole_layers, offloaded

@@ -49,6 +49,7 @@ class Plan:
     samples_per_pack: float | None  # None: not packed
     uncheckpointed_layers: int  # of the last layers, run without checkpointing under `r1sft train`
     sequence_parallel: int  # ranks each trace is split over (1: none; r1sft.patches.sequence_parallel)
+    mlp_tile_tokens: int  # tokens per MLP tile under r1sft train (0: none; r1sft.patches.tiled_mlp)
     train: dict[str, Any]
     extra_keys: list[str]  # --set keys the templates do not place: rendered at the end of their section
     merge: dict[str, Any] | None
@@ -153,7 +154,7 @@ def plan_recipe(request: RecipeRequest, *, data_dir: Path | None = None, build_t
         per_device=chosen.per_device, grad_accum=chosen.grad_accum, deepspeed=chosen.deepspeed,
         gradient_checkpointing=chosen.gradient_checkpointing, liger=chosen.liger, memory=chosen.memory,
         samples_per_pack=chosen.samples_per_pack, uncheckpointed_layers=kept,
-        sequence_parallel=inputs.sequence_parallel, train=train, extra_keys=extra_keys,
+        sequence_parallel=inputs.sequence_parallel, mlp_tile_tokens=chosen.mlp_tile_tokens, train=train, extra_keys=extra_keys,
         merge=merge, merge_why=MERGE_WHY, why=notes.why, reasons=notes.reasons, header_reasons=notes.header,
         warnings=notes.warnings, command=command, make_command=make_command,
         sft_path=out_dir / f"{method}_sft.yaml", merge_path=out_dir / f"{method}_merge.yaml" if merge else None,

@@ -192,6 +192,8 @@ def _context(plan: Plan, sft_path: str, merge_path: str | None) -> dict[str, Any
         machine += f" samples_per_pack={plan.samples_per_pack:.2f}"
     if plan.sequence_parallel > 1:  # not a LLaMA-Factory key: r1sft train reads it here
         machine += f" sequence_parallel={plan.sequence_parallel}"
+    if plan.mlp_tile_tokens:  # not a LLaMA-Factory key: r1sft train reads it here
+        machine += f" tiled_mlp={plan.mlp_tile_tokens}"
     if plan.memory.host:  # what r1sft train checks the machine's free RAM against
         machine += f" host_ram_gib={plan.memory.host / 1024**3:.0f}"
     return {

@@ -85,6 +85,14 @@ def sequence_parallel_degree(header: Mapping[str, str], env: Mapping[str, str]) 
     return _count({"sequence_parallel": value}, "sequence_parallel", "1")
 
 
+def mlp_tile_tokens(header: Mapping[str, str] | None) -> int:
+    """Tokens per MLP tile the recipe's plan needs (its ``# r1sft: tiled_mlp=``), 0 for none."""
+    value = (header or {}).get("tiled_mlp", "0")
+    if not value.isdigit():
+        raise R1sftError(f"the recipe header's tiled_mlp={value}: expected a whole number of tokens")
+    return int(value)
+
+
 def _check_sequence_parallel(config: dict, split: int, nproc: int) -> None:
     if split <= 1:
         return
@@ -130,7 +138,7 @@ def launch_environment(config: dict, environ: dict[str, str] | None = None, head
             env.setdefault(key, value)
     world = nproc * nnodes
     layers = planned_uncheckpointed_layers(config, header or {}, world, env, sequence_parallel=split)
-    switches = patch_switches(config, env, layers, sequence_parallel=split)
+    switches = patch_switches(config, env, layers, sequence_parallel=split, mlp_tile_tokens=mlp_tile_tokens(header))
     env.update(switches)
     if registry.any_enabled(switches):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(registry.SITE_DIR), env.get("PYTHONPATH", "")]))

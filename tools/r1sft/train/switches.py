@@ -11,12 +11,14 @@ from r1sft.patches import fused_lora, registry
 
 
 def patch_switches(config: dict, environ: Mapping[str, str], uncheckpointed_layers: int = 0,
-                   sequence_parallel: int = 1) -> dict[str, str]:
+                   sequence_parallel: int = 1, mlp_tile_tokens: int = 0) -> dict[str, str]:
     """The environment variables that switch on the patches a run of ``config`` needs; a value already in
     ``environ`` (``off``, ``0``) wins. The launcher and the benchmark both use it. ``uncheckpointed_layers``: what
-    ``planned_uncheckpointed_layers`` allows for this config; ``sequence_parallel``: ranks per trace."""
+    ``planned_uncheckpointed_layers`` allows for this config; ``sequence_parallel``: ranks per trace;
+    ``mlp_tile_tokens``: the MLP tiles the plan needs (0: none)."""
     return registry.switches(config, environ, registry.LaunchPlan(uncheckpointed_layers=uncheckpointed_layers,
-                                                                  sequence_parallel=sequence_parallel))
+                                                                  sequence_parallel=sequence_parallel,
+                                                                  mlp_tile_tokens=mlp_tile_tokens))
 
 
 def planned_uncheckpointed_layers(config: dict, header: Mapping[str, str], world: int,

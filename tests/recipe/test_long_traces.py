@@ -1,6 +1,6 @@
 """Long traces on one GPU: where checkpointing on the GPU does not fit, the planner offloads the checkpoints to host
-RAM (LLaMA-Factory's ``use_unsloth_gc``, r1sft.patches.offloaded_checkpointing) before ZeRO-3 offloads the weights,
-and says so in the recipe."""
+RAM (LLaMA-Factory's ``use_unsloth_gc``, r1sft.patches.offloaded_checkpointing), then tiles the MLP
+(r1sft.patches.tiled_mlp), before ZeRO-3 offloads the weights, and says so in the recipe."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from r1sft.errors import R1sftError
 from r1sft.presets import get_preset
 from r1sft.recipe import RecipeRequest, check_recipes, plan_recipe, render_recipe, write_files
-from r1sft.recipe.fit import HEADROOM, uncheckpointed_layers
+from r1sft.recipe.check import parse_header
+from r1sft.recipe.fit import HEADROOM, MLP_TILE_TOKENS, uncheckpointed_layers
 from r1sft.recipe.memory import GIB, estimate_memory
 
 CUTOFF_128K = 131072
@@ -71,7 +72,6 @@ def test_the_launcher_keeps_no_layer_whole_in_an_offloaded_run():
 
 
 def test_the_header_carries_the_host_ram_and_the_launcher_warns_when_it_is_not_free(root, tmp_path):
-    from r1sft.recipe.check import parse_header
     from r1sft.recipe.machine import available_ram_gib, host_ram_problem
 
     plan = _plan(root, tmp_path, 80)
@@ -86,3 +86,16 @@ def test_the_header_carries_the_host_ram_and_the_launcher_warns_when_it_is_not_f
     assert host_ram_problem({}, 1.0) is None
     assert available_ram_gib("MemTotal: 100 kB\nMemAvailable:    2097152 kB\n") == 2.0
     assert available_ram_gib("") is None
+
+
+def test_a_128k_7b_lora_plan_on_a_48gb_gpu_tiles_its_mlp(root, tmp_path):
+    plan = plan_recipe(RecipeRequest(model="qwen2.5-7b-base", gpus=1, gpu_mem=48, cutoff=131072, out_dir=tmp_path),
+                       data_dir=root / "data")
+    assert plan.mlp_tile_tokens == MLP_TILE_TOKENS and plan.train["use_unsloth_gc"] is True
+    assert plan.memory.peak <= HEADROOM * 48 * GIB
+    assert any(reason.startswith("tiled MLP: under r1sft train") for reason in plan.header_reasons)
+    write_files(render_recipe(plan))
+    assert parse_header(plan.sft_path.read_text())["tiled_mlp"] == str(MLP_TILE_TOKENS)
+    on_80 = plan_recipe(RecipeRequest(model="qwen2.5-7b-base", gpus=1, gpu_mem=80, cutoff=131072, out_dir=tmp_path),
+                        data_dir=root / "data")
+    assert on_80.mlp_tile_tokens == 0  # offloading alone fits there
