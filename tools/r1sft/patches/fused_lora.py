@@ -33,13 +33,13 @@ base weights, and dtypes that disagree outside autocast.
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from r1sft.patches import gated_mlps
 from r1sft.patches.lora_input_cast import has_variant
 
 if TYPE_CHECKING:
@@ -278,16 +278,6 @@ def _silu_mlp(mlp) -> bool:
     return act in ("silu", "swish") and type(getattr(mlp, "down_proj", None)) is lora_layer.Linear
 
 
-# Gated MLPs whose forward is ``down_proj(silu(gate_proj(x)) * up_proj(x))``: liger's (LLaMA-Factory swaps it in
-# with enable_liger_kernel) and transformers' for the presets' families.
-MLP_CLASSES = (
-    ("liger_kernel.transformers.swiglu", "LigerSwiGLUMLP"),
-    ("transformers.models.qwen2.modeling_qwen2", "Qwen2MLP"),
-    ("transformers.models.qwen3.modeling_qwen3", "Qwen3MLP"),
-    ("transformers.models.llama.modeling_llama", "LlamaMLP"),
-)
-
-
 def wanted(config: Mapping[str, Any], environ: Mapping[str, str], plan: LaunchPlan) -> str | None:
     # one autograd node per LoRA linear: no dropped-out input copies and masks kept for backward (half of a LoRA
     # layer's activations at lora_dropout 0.05), no full-width scale and add.
@@ -338,14 +328,7 @@ def install() -> bool:
 
         _state["original"] = original
         lora_layer.Linear.forward = forward
-        _state["mlps"] = []
-        for module_name, class_name in MLP_CLASSES:
-            try:
-                cls = getattr(importlib.import_module(module_name), class_name)
-            except (ImportError, AttributeError):
-                continue
-            _state["mlps"].append((cls, cls.forward))
-            cls.forward = mlp_forward(cls.forward)
+        _state["mlps"] = gated_mlps.wrap_forwards(mlp_forward)
         log.info("r1sft: LoRA linears run as one autograd function (%s=on)", ENV_VAR)
     return True
 
@@ -369,6 +352,5 @@ def uninstall() -> None:
         from peft.tuners.lora import layer as lora_layer
 
         lora_layer.Linear.forward = _state["original"]
-        for cls, forward in _state["mlps"]:
-            cls.forward = forward
+        gated_mlps.restore_forwards(_state["mlps"])
     _state.update(original=None, fused=0, peft=0, why={}, mlps=[])

@@ -9,8 +9,8 @@ same. Its recomputation runs without the forward's random state, so LoRA's dropo
 forward used: :class:`TiledMLP` here restores it (``r1sft.patches.recompute``), and without gradients (the first,
 checkpointed forward) the tiles are simply computed one after another.
 
-``install()`` wraps the ``forward`` of the gated MLP classes ``r1sft.patches.fused_lora`` lists (after it, so the
-fused LoRA MLP runs inside each tile). ``R1SFT_TILED_MLP=N`` turns it on with tiles of N tokens; the planner writes
+``install()`` wraps the ``forward`` of the gated MLP classes (``r1sft.patches.gated_mlps``; after
+``fused_lora``, so the fused LoRA MLP runs inside each tile). ``R1SFT_TILED_MLP=N`` turns it on with tiles of N tokens; the planner writes
 it where only tiling fits a trace on one GPU (``tiled_mlp=N`` on the recipe header's last line, read by ``r1sft
 train``); unset or 0: LLaMA-Factory's MLP. The cost: one more MLP forward per layer and step.
 """
@@ -18,13 +18,12 @@ train``); unset or 0: LLaMA-Factory's MLP. The cost: one more MLP forward per la
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from r1sft.patches.fused_lora import MLP_CLASSES
+from r1sft.patches import gated_mlps
 from r1sft.patches.recompute import ForwardState
 
 if TYPE_CHECKING:
@@ -114,13 +113,7 @@ def install(tile_tokens: int | None = None) -> bool:
     _state["tokens"] = tile_tokens_from_env() if tile_tokens is None else tile_tokens
     if not _state["mlps"]:
         _state["function"] = _autograd_function()
-        for module_name, class_name in MLP_CLASSES:
-            try:
-                cls = getattr(importlib.import_module(module_name), class_name)
-            except (ImportError, AttributeError):
-                continue
-            _state["mlps"].append((cls, cls.forward))
-            cls.forward = tiled_forward(cls.forward)
+        _state["mlps"] = gated_mlps.wrap_forwards(tiled_forward)
     return True
 
 
@@ -131,6 +124,5 @@ def report() -> None:
 
 def uninstall() -> None:
     """Give the MLP classes their forward back (for tests)."""
-    for cls, forward in reversed(_state["mlps"]):
-        cls.forward = forward
+    gated_mlps.restore_forwards(_state["mlps"])
     _state.update(tokens=0, mlps=[], tiled=0, function=None)
