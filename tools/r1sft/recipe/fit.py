@@ -36,6 +36,8 @@ CHECKPOINTING_NAMES = {"off": "off", "on": "on", "offloaded": "on, offloaded to 
                        "offloaded_tiled": "on, offloaded to host RAM, MLP in tiles"}
 # Tokens per MLP tile: GEMMs of 8,192 rows still run at full speed, and 16 tiles cut a 128k trace's MLP tensors 16x.
 MLP_TILE_TOKENS = 8192
+# Said by the plans that rely on offloading or tiling until a GPU run has checked their estimate.
+UNMEASURED = "its memory estimate is not yet checked on a GPU: docs/performance.md, One-GPU runs left to do"
 # Offloaded checkpointing is planned for these (their activation counts are measured, docs/performance.md)
 OFFLOADABLE_METHODS = ("lora", "full")
 
@@ -318,13 +320,14 @@ def _offload_reason(inputs: Inputs, notes: Notes, chosen: Fit, tried: list[_Tria
         notes.why["use_unsloth_gc"] = (f"checkpoints in host RAM ({host}): kept on the GPU they need "
                                        f"~{fmt_gib(on_gpu)}, over {_limit(inputs)}")
     notes.reason(f"offloaded checkpointing: {notes.why['use_unsloth_gc']}; {fmt_gib(chosen.memory.peak)} on the GPU "
-                 "(r1sft train: r1sft.patches.offloaded_checkpointing)", "use_unsloth_gc")
+                 f"(r1sft train: r1sft.patches.offloaded_checkpointing; {UNMEASURED})", "use_unsloth_gc")
     if chosen.mlp_tile_tokens:
         untiled = min(t.memory.peak for t in tried if t.checkpointing == "offloaded")
         tiles = -(-inputs.cutoff // inputs.sequence_parallel // chosen.mlp_tile_tokens)
         notes.reason(f"tiled MLP: under r1sft train the MLP runs in tiles of {chosen.mlp_tile_tokens} tokens ({tiles} "
                      f"per {inputs.cutoff}-token trace, r1sft.patches.tiled_mlp): offloaded checkpointing alone needs "
-                     f"~{fmt_gib(untiled)} per GPU, over {_limit(inputs)}; costs one more MLP forward per layer")
+                     f"~{fmt_gib(untiled)} per GPU, over {_limit(inputs)}; costs one more MLP forward per layer "
+                     f"({UNMEASURED})")
 
 
 def _liger_reason(inputs: Inputs, notes: Notes, chosen: Fit) -> None:
