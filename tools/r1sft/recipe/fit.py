@@ -105,7 +105,7 @@ def fit(inputs: Inputs, notes: Notes, data_dir: Path) -> Fit:
             f"{inputs.ranks} of {inputs.gpu_mem:g} GiB: the smallest plan ({best.deepspeed or 'no DeepSpeed'}, "
             f"gradient checkpointing {CHECKPOINTING_NAMES[best.checkpointing]}, batch {best.per_device}) "
             f"needs ~{fmt_gib(best.memory.peak)} per {'process' if inputs.cpu else 'GPU'} (budget {_limit(inputs)}); "
-            f"{_fit_advice(inputs.method, inputs.gc_override)}"
+            f"{_fit_advice(inputs.method, inputs.gc_override, inputs.offload_override)}"
         )
     notes.warnings.append(f"DEEPSPEED={inputs.deepspeed}: estimated {fmt_gib(best.memory.peak)} per GPU exceeds "
                           f"{_limit(inputs)}: expect out-of-memory")
@@ -252,7 +252,7 @@ def _limit(inputs: Inputs) -> str:
     return f"{HEADROOM:.0%} of {inputs.gpu_mem:g} GiB" + (" of RAM" if inputs.cpu else "")
 
 
-def _fit_advice(method: str, gc_override: Any) -> str:
+def _fit_advice(method: str, gc_override: Any, offload_override: Any = None) -> str:
     """What could make a plan fit, leaving out what the request already does."""
     options = ["more GPUs (GPUS=, NODES=)", "a shorter --cutoff"]
     lighter = {"full": "--method lora or qlora", "lora": "--method qlora", "dora": "--method lora or qlora"}
@@ -260,6 +260,8 @@ def _fit_advice(method: str, gc_override: Any) -> str:
         options.insert(1, lighter[method])
     if gc_override:  # disable_gradient_checkpointing asked for on the command line
         options.append("gradient checkpointing (drop --set disable_gradient_checkpointing)")
+    if offload_override is False:  # use_unsloth_gc: false on the command line
+        options.append("offloaded checkpointing (drop --set use_unsloth_gc=false)")
     return "use " + ", ".join(options[:-1]) + " or " + options[-1]
 
 
