@@ -131,8 +131,10 @@ def install(tile_tokens: int | None = None) -> bool:
 
 
 def report() -> None:
-    if _state["tiled"]:
-        print(f"r1sft: tiled MLP: {_state['tiled']} MLP calls in tiles of {_state['tokens']} tokens", file=sys.stderr)
+    """One line at exit, where an MLP ran in tiles."""
+    if not _state["tiled"]:
+        return
+    print(f"r1sft: tiled MLP: {_state['tiled']} MLP calls in tiles of {_state['tokens']} tokens", file=sys.stderr)
 
 
 def uninstall() -> None:
