@@ -107,6 +107,7 @@ def test_set_save_steps_on_a_recipe_that_saves_nothing_implies_saving_every_n_st
 @pytest.mark.parametrize(("changes", "expected"), [
     ({"save_steps": 2}, 'save_steps 2 has no effect with save_strategy: "no"'),
     ({"eval_steps": 10}, 'eval_steps 10 has no effect with eval_strategy: "no"'),
+    ({"use_unsloth_gc": True}, "use_unsloth_gc has no effect with disable_gradient_checkpointing: true"),
 ])
 def test_check_names_a_value_another_one_switches_off(root, tmp_path, changes, expected):
     recipe = _edit(_recipe(root, tmp_path, model="tiny-qwen3"), **changes)

@@ -127,6 +127,13 @@ def test_an_override_says_what_it_implies_or_why_it_would_do_nothing(tmp_path):
     ):
         with pytest.raises(R1sftError, match=re.escape(expected)):
             launch._overrides(recipe, pairs, True, [])
+    checkpointing_off = tmp_path / "off.yaml"
+    checkpointing_off.write_text("output_dir: saves/x\ndisable_gradient_checkpointing: true\n")
+    notes = []
+    assert launch._overrides(checkpointing_off, ["use_unsloth_gc=true"], True, notes)[0] == {
+        "use_unsloth_gc": True, "disable_gradient_checkpointing": False}
+    assert notes == ["r1sft: use_unsloth_gc=true implies disable_gradient_checkpointing: false (it offloads the "
+                     "checkpoints; the recipe had checkpointing off)"]
     overrides, _ = launch._overrides(recipe, ["eval_steps=5", "val_size=0.1", "num_train_epochs=2", "max_steps=-1"],
                                      True, [])
     assert overrides["eval_strategy"] == "steps"

@@ -2,7 +2,7 @@
 
 An override (``run_sft.sh RECIPE key=value``, ``--set``) that only works with another setting switches that setting
 on when there is one sensible value, and says so: ``save_steps`` -> ``save_strategy: steps``, ``eval_steps`` ->
-``eval_strategy: steps`` (with evaluation data). One that another value cancels is refused with the fix:
+``eval_strategy: steps`` (with evaluation data), ``use_unsloth_gc`` (offloaded checkpointing) -> checkpointing on. One that another value cancels is refused with the fix:
 ``num_train_epochs`` under the recipe's ``max_steps``, ``eval_steps`` without evaluation data, ``save_total_limit``
 when nothing is saved. ``cancelled`` finds the same contradictions written into a recipe file.
 """
@@ -50,6 +50,11 @@ def implied(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> tuple[di
         extra[strategy_key] = "steps"
         notes.append(f"{steps_key}={overrides[steps_key]} implies {strategy_key}: steps "
                      f"(the recipe had \"{strategy(config, strategy_key)}\")")
+    if (overrides.get("use_unsloth_gc") is True and "disable_gradient_checkpointing" not in overrides
+            and config.get("disable_gradient_checkpointing")):
+        extra["disable_gradient_checkpointing"] = False
+        notes.append("use_unsloth_gc=true implies disable_gradient_checkpointing: false (it offloads the "
+                     "checkpoints; the recipe had checkpointing off)")
     if ("num_train_epochs" in overrides and "max_steps" not in overrides and _positive(config.get("max_steps"))):
         raise R1sftError(f"num_train_epochs={overrides['num_train_epochs']} has no effect: the recipe's max_steps: "
                          f"{config['max_steps']} ends training first; add max_steps=-1 to train by epochs")
@@ -69,4 +74,8 @@ def cancelled(config: Mapping[str, Any]) -> list[str]:
         problems.append(f"eval_steps {config['eval_steps']} has no effect with eval_strategy: "
                         f"\"{strategy(config, 'eval_strategy')}\": set eval_strategy: steps (with val_size or "
                         "eval_dataset), or remove eval_steps")
+    if config.get("use_unsloth_gc") is True and config.get("disable_gradient_checkpointing"):
+        problems.append("use_unsloth_gc has no effect with disable_gradient_checkpointing: true (it offloads the "
+                        "checkpoints of checkpointing): set disable_gradient_checkpointing: false, or remove "
+                        "use_unsloth_gc")
     return problems
