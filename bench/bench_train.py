@@ -160,6 +160,7 @@ def run_arm(arm, ctx, case, window, profile_steps, out_dir: Path, timeout: int, 
         res["estimate_gib"] = est.peak_gib
         res["estimate_phase"] = est.phase
         res["estimate_parts"] = est.breakdown()
+        res["estimate_host_gib"] = est.host / 1024**3
     if raw is None or "window" not in raw:
         tail = log_path.read_text(errors="replace").splitlines()[-25:]
         res["error"] = f"exit {code}; no measurement (log {log_path})"
@@ -209,6 +210,7 @@ def compute(res: dict, shape, case, peak_tflops: float | None) -> None:
     res["torch_max_reserved_mib"] = mem.get("max_reserved_mib")
     res["torch_max_allocated_mib"] = mem.get("max_allocated_mib")
     res["alloc_retries"] = mem.get("alloc_retries")
+    res["max_rss_mib"] = mem.get("max_rss_mib")  # the rank-0 process's host peak: pinned offload buffers count
     res["losses"] = [s["loss"] for s in res["raw"]["steps"]]
     res["longest_doc_tokens"] = max((s.get("longest", 0) for s in res["raw"]["steps"]), default=None)
 

@@ -130,6 +130,9 @@ def test_memory_line_checks_the_promise_against_the_gpu_planned_for():
     assert "within 10%: MISSED" in memory_line(over, 80.0)
     assert "95% of the 80 GiB planned for, <= 92%: MISSED" in memory_line(over, 80.0)
     assert "planned for" not in memory_line(arm, None)
+    assert "host:" not in memory_line(arm, 80.0)
+    offloaded = dict(arm, estimate_host_gib=24.0, max_rss_mib=40 * 1024)
+    assert memory_line(offloaded, 80.0).endswith("; host: peak RSS 40.0 GiB, of which the plan offloads ~24.0 GiB")
 
 
 def test_memory_line_compares_an_unpacked_arm_at_its_longest_sample():

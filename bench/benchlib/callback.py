@@ -203,9 +203,12 @@ class BenchCallback(TrainerCallback):
 
     @staticmethod
     def _memory() -> dict:
+        import resource
+
+        host = {"max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: kB
         if not torch.cuda.is_available():
-            return {}
-        return {"max_allocated_mib": torch.cuda.max_memory_allocated() / 2**20,
+            return host
+        return {**host, "max_allocated_mib": torch.cuda.max_memory_allocated() / 2**20,
                 "max_reserved_mib": torch.cuda.max_memory_reserved() / 2**20,
                 "alloc_retries": torch.cuda.memory_stats().get("num_alloc_retries", 0)}
 

@@ -182,7 +182,11 @@ def memory_line(arm: dict, planned_gib: float | None) -> str:
     if planned_gib:
         share = measured / planned_gib
         line += f"; {share:.0%} of the {planned_gib:.0f} GiB planned for, <= 92%: {'ok' if share <= 0.92 else 'MISSED'}"
-    return line + f"; {arm['estimate_parts']})"
+    line += f"; {arm['estimate_parts']})"
+    if arm.get("estimate_host_gib") and arm.get("max_rss_mib"):  # offloaded: what the host held, beside the plan's
+        line += (f"; host: peak RSS {arm['max_rss_mib'] / 1024:.1f} GiB, of which the plan offloads "
+                 f"~{arm['estimate_host_gib']:.1f} GiB")
+    return line
 
 
 def markdown(results: dict) -> str:
