@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from llamafactory.data.collator import prepare_4d_attention_mask
@@ -141,6 +143,8 @@ def test_run_sft_packed_recipe_trains_like_llamafactory_dense_mask(tmp_path):
     log = fast.stdout + fast.stderr
     assert "packed samples attend through varlen attention" in log
     assert "r1sft: packed attention:" in log and " 0 masks that were not block-diagonal" in log
+    calls = re.search(r"packed attention: (\d+) varlen calls \((\d+) of packs without a mask\)", log)
+    assert calls and int(calls.group(1)) == int(calls.group(2)) > 0  # no L x L mask was built for any pack
 
     dense_out = tmp_path / "dense"
     dense = run_cli("bash", "run_sft.sh", str(recipe), "max_steps=3", f"output_dir={dense_out}",

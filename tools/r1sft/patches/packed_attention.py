@@ -17,6 +17,13 @@ generation) goes to transformers' own ``sdpa`` unchanged, so what is trained is 
 without it: the same documents, the same mask, only a kernel that skips the masked blocks. (Padding tokens attend
 to their own padding run instead of to the real tokens before them: their outputs reach no real token and no loss.)
 
+Packs never become a dense mask under it: LLaMA-Factory's collator would build the block-diagonal mask on the host
+in every dataloader worker (a 65,536-token pack: an 8 GiB bf16 mask, a few times that in temporaries, then copied
+to the GPU; 32 GiB at 128k). ``install()`` also hands packs of one row to the model as LLaMA-Factory does for
+FlashAttention-2 (``_unpad_packed_features``: padding dropped, no mask, positions that restart with every
+document), keeps transformers from expanding those positions into a dense mask of its own (its packed-sequence
+detection, for sdpa), and attends per document from the positions (what its FlashAttention-2 path does).
+
 ``r1sft train`` turns it on for every GPU recipe (``R1SFT_PACKED_ATTENTION=varlen``, read by
 ``r1sft/patches/site/sitecustomize.py`` in every process the launch starts); ``R1SFT_PACKED_ATTENTION=off`` keeps
 LLaMA-Factory's dense path.
@@ -24,10 +31,13 @@ LLaMA-Factory's dense path.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from r1sft.patches import on_import
 
 if TYPE_CHECKING:
     from r1sft.patches.registry import LaunchPlan
@@ -38,7 +48,10 @@ FALLBACK = "LLaMA-Factory's dense mask is used"
 ROW_CHUNK = 2048  # rows of the mask checked at a time: bounds the check's temporaries to ROW_CHUNK x L booleans
 
 log = logging.getLogger("r1sft.patches.packed_attention")
-_state: dict[str, Any] = {"original": None, "mask": None, "segments": None, "calls": 0, "fallbacks": 0}
+COLLATOR_MODULE = "llamafactory.data.collator"
+_state: dict[str, Any] = {"original": None, "mask": None, "segments": None, "calls": 0, "fallbacks": 0,
+                          "position_calls": 0, "positions": None, "position_segments": None, "collator": None,
+                          "finder": None, "preprocess": None}
 
 
 def enabled_by_env(environ: Mapping[str, str] | None = None) -> bool:
@@ -73,8 +86,66 @@ def install() -> bool:
     if _state["original"] is None:
         _state["original"] = sdpa_attention_forward
         AttentionInterface.register("sdpa", packed_sdpa_attention_forward)
+        _hide_packed_positions_from_sdpa_masks()
+        _state["finder"] = on_import.when_imported(COLLATOR_MODULE, _collate_packs_without_a_mask)
         log.info("r1sft: packed documents attend through varlen attention (%s=varlen)", ENV_VAR)
     return True
+
+
+def _collate_packs_without_a_mask(module) -> None:
+    """Wrap LLaMA-Factory's 4D-mask collator: a pack of one row leaves it as LLaMA-Factory's FlashAttention-2 path
+    makes it (no mask, no padding, per-document positions); anything else as LLaMA-Factory makes it."""
+    cls = module.SFTDataCollatorWith4DAttentionMask
+    if _state["collator"] is not None:
+        return
+    original = cls.__call__
+
+    @functools.wraps(original)
+    def collate(self, features):
+        if not (self.block_diag_attn and self.attn_implementation != "flash_attention_2"):
+            return original(self, features)
+        self.block_diag_attn = False  # the 2D mask numbers the documents: 1, 2, ...; padding 0
+        try:
+            batch = original(self, features)
+        finally:
+            self.block_diag_attn = True
+        mask = batch.get("attention_mask")
+        if mask is None or mask.dim() != 2 or mask.shape[0] != 1:
+            batch["attention_mask"] = module.prepare_4d_attention_mask(mask, self.compute_dtype)  # LLaMA-Factory's
+            return batch
+        if "position_ids" not in batch:
+            batch["position_ids"] = row_positions(mask)
+        self._unpad_packed_features(batch)
+        batch["attention_mask"] = None
+        return batch
+
+    _state["collator"] = (cls, original)
+    cls.__call__ = collate
+
+
+def _hide_packed_positions_from_sdpa_masks() -> None:
+    """transformers 5 turns restarting ``position_ids`` without a mask into a dense block-diagonal sdpa mask
+    (``masking_utils.find_packed_sequence_indices``): for sdpa, whose calls this module answers from the positions,
+    it is not asked to (the mask would be L x L booleans: 4 GiB at 64k tokens)."""
+    import inspect
+
+    from transformers import masking_utils
+
+    original = getattr(masking_utils, "_preprocess_mask_arguments", None)
+    if original is None or "position_ids" not in inspect.signature(original).parameters:
+        return  # another transformers: its mask is built, and recognised as block-diagonal, as before
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def preprocess(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        config = bound.arguments.get("config")
+        if bound.arguments.get("attention_mask") is None and getattr(config, "_attn_implementation", None) == "sdpa":
+            bound.arguments["position_ids"] = None
+        return original(*bound.args, **bound.kwargs)
+
+    _state["preprocess"] = (masking_utils, original)
+    masking_utils._preprocess_mask_arguments = preprocess
 
 
 def uninstall() -> None:
@@ -83,12 +154,21 @@ def uninstall() -> None:
 
     if _state["original"] is not None:
         AttentionInterface.register("sdpa", _state["original"])
-    _state.update(original=None, mask=None, segments=None)
+    if _state["collator"] is not None:
+        cls, original = _state["collator"]
+        cls.__call__ = original
+    if _state["preprocess"] is not None:
+        module, original = _state["preprocess"]
+        module._preprocess_mask_arguments = original
+    on_import.remove(_state["finder"])
+    _state.update(original=None, mask=None, segments=None, positions=None, position_segments=None, collator=None,
+                  finder=None, preprocess=None)
 
 
 def stats() -> dict[str, int]:
     """How many attention calls took the varlen path and how many masks were not block-diagonal (fell back)."""
-    return {"varlen_calls": _state["calls"], "fallbacks": _state["fallbacks"]}
+    return {"varlen_calls": _state["calls"], "fallbacks": _state["fallbacks"],
+            "from_positions": _state["position_calls"]}
 
 
 def report() -> None:
@@ -97,8 +177,9 @@ def report() -> None:
 
     counts = stats()
     if counts["varlen_calls"] or counts["fallbacks"]:
-        print(f"r1sft: packed attention: {counts['varlen_calls']} varlen calls, {counts['fallbacks']} masks that were "
-              "not block-diagonal went to dense sdpa", file=sys.stderr)
+        print(f"r1sft: packed attention: {counts['varlen_calls']} varlen calls ({counts['from_positions']} of packs "
+              f"without a mask), {counts['fallbacks']} masks that were not block-diagonal went to dense sdpa",
+              file=sys.stderr)
 
 
 def document_segments(mask):
@@ -148,6 +229,43 @@ def document_segments(mask):
     return cu_seqlens.to(mask.device, non_blocking=True), max_len
 
 
+def trace_segments(positions):
+    """(cu_seqlens over the flattened batch, longest) of the documents whose positions restart, or None when
+    every row is one run (then causal attention over the row is the same thing)."""
+    import torch
+
+    starts = torch.ones_like(positions, dtype=torch.bool)
+    starts[:, 1:] = positions[:, 1:] != positions[:, :-1] + 1
+    host = starts.flatten().cpu()  # one wait for the GPU per forward, not per layer
+    if int(host.sum()) == positions.shape[0]:
+        return None
+    offsets = torch.nonzero(host).flatten()
+    cu_seqlens = torch.cat([offsets, torch.tensor([host.numel()])]).to(torch.int32)
+    max_len = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+    return cu_seqlens.to(positions.device), max_len
+
+
+def row_positions(mask):
+    """position_ids for LLaMA-Factory's 2D attention mask: 0..L-1 per row (what the model computes itself) for
+    unpacked rows; for packed rows (documents numbered 1, 2, ...; padding 0) positions that restart with every
+    document and with the padding, so the attention can tell the documents apart."""
+    import torch
+
+    rows, length = mask.shape
+    index = torch.arange(length).expand(rows, length)
+    change = torch.ones_like(mask, dtype=torch.bool)
+    change[:, 1:] = mask[:, 1:] != mask[:, :-1]
+    start = torch.where(change, index, torch.zeros_like(index)).cummax(dim=1).values
+    packed = (mask > 1).any(dim=1, keepdim=True)
+    return torch.where(packed, index - start, index)
+
+
+def _cached_position_segments(positions):
+    if _state["positions"] is not positions:  # one position_ids tensor per forward, shared by every layer
+        _state["positions"], _state["position_segments"] = positions, trace_segments(positions)
+    return _state["position_segments"]
+
+
 def _cached_segments(mask):
     if _state["mask"] is not mask:  # one mask per forward, shared by every layer: compute once
         _state["mask"], _state["segments"] = mask, document_segments(mask)
@@ -174,6 +292,16 @@ def packed_sdpa_attention_forward(module, query, key, value, attention_mask, dro
                                   is_causal=None, **kwargs):
     """transformers' ``sdpa`` signature: query (batch, heads, L, d); returns ((batch, L, heads, d), None)."""
     original = _state["original"]
+    positions = kwargs.get("position_ids")
+    if (attention_mask is None and positions is not None and positions.dim() == 2 and query.shape[2] > 1
+            and query.shape[2] == key.shape[2] == positions.shape[-1]):
+        segments = _cached_position_segments(positions)  # a pack without a mask (the collator above)
+        if segments is not None:
+            if dropout:
+                raise RuntimeError("r1sft: packed attention: attention dropout on packs without a mask")
+            _state["calls"] += 1
+            _state["position_calls"] += 1
+            return attend_segments(query, key, value, *segments, scaling), None
     usable = (attention_mask is not None and attention_mask.ndim == 4 and dropout == 0.0
               and query.shape[2] == key.shape[2] == attention_mask.shape[-1] and query.shape[2] > 1
               and not kwargs.get("sliding_window"))

@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from r1sft.patches import packed_attention
+from r1sft.patches.packed_attention import row_positions, trace_segments
 
 if TYPE_CHECKING:
     from r1sft.patches.registry import LaunchPlan
@@ -264,38 +265,7 @@ def _whole_trace_attention(module, query, key, value, attention_mask, *args, **k
     return packed_attention.attend_segments(query, key, value, cu_seqlens, max_len, kwargs.get("scaling")), None
 
 
-def trace_segments(positions):
-    """(cu_seqlens over the flattened batch, longest) of the documents whose positions restart, or None when
-    every row is one run (then causal attention over the row is the same thing)."""
-    import torch
-
-    starts = torch.ones_like(positions, dtype=torch.bool)
-    starts[:, 1:] = positions[:, 1:] != positions[:, :-1] + 1
-    host = starts.flatten().cpu()  # one wait for the GPU per forward, not per layer
-    if int(host.sum()) == positions.shape[0]:
-        return None
-    offsets = torch.nonzero(host).flatten()
-    cu_seqlens = torch.cat([offsets, torch.tensor([host.numel()])]).to(torch.int32)
-    max_len = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-    return cu_seqlens.to(positions.device), max_len
-
-
 # ----------------------------------------------------------------------------- the data
-def row_positions(mask):
-    """position_ids for LLaMA-Factory's 2D attention mask: 0..L-1 per row (what the model computes itself) for
-    unpacked rows; for packed rows (documents numbered 1, 2, ...; padding 0) positions that restart with every
-    document and with the padding, so the attention can tell the documents apart."""
-    import torch
-
-    rows, length = mask.shape
-    index = torch.arange(length).expand(rows, length)
-    change = torch.ones_like(mask, dtype=torch.bool)
-    change[:, 1:] = mask[:, 1:] != mask[:, :-1]
-    start = torch.where(change, index, torch.zeros_like(index)).cummax(dim=1).values
-    packed = (mask > 1).any(dim=1, keepdim=True)
-    return torch.where(packed, index - start, index)
-
-
 def prepare_batch(batch: dict, n: int, rows: int, pad_id: int, length: int = 0) -> dict:
     """A collated batch as UlyssesSPDataLoaderAdapter wants it: ``position_ids``, padded on the right to a length
     divisible by ``n`` (and at least ``length``), and ``rows`` rows (Ulysses reshapes by a fixed batch size; a
