@@ -153,3 +153,84 @@ def test_run_sft_packed_recipe_trains_like_llamafactory_dense_mask(tmp_path):
     ours, reference = _logged_losses(out), _logged_losses(dense_out)
     assert len(ours) == 3 and len(reference) == 3
     assert ours == pytest.approx(reference, rel=1e-4)
+
+
+@pytest.fixture
+def collator(tiny_model):
+    """LLaMA-Factory's own 4D-mask collator for a tiny Qwen3, with the patch installed."""
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from transformers import AutoTokenizer
+
+    assert packed_attention.install()
+    from llamafactory.data.collator import SFTDataCollatorWith4DAttentionMask
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model("tiny-qwen3"))
+    template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="qwen3"))
+
+    def make(packed: bool):
+        return SFTDataCollatorWith4DAttentionMask(
+            template=template, tokenizer=tokenizer, block_diag_attn=packed, attn_implementation="sdpa",
+            compute_dtype=torch.bfloat16, neat_packing=packed, pad_to_multiple_of=8, label_pad_token_id=-100)
+
+    yield make
+    packed_attention.uninstall()
+
+
+PACK = {"input_ids": [5, 6, 7, 8, 9, 10], "attention_mask": [1, 1, 2, 2, 2, 3], "labels": [-100, 6, -100, 8, 9, 10]}
+
+
+def _listed(batch):
+    return {key: value.tolist() if torch.is_tensor(value) else value for key, value in batch.items()}
+
+
+def test_a_pack_leaves_the_collator_without_a_mask_or_padding(collator):
+    batch = _listed(collator(True)([PACK]))  # padded to 8 by LLaMA-Factory, then unpadded
+    assert batch == {"input_ids": [[5, 6, 7, 8, 9, 10]], "attention_mask": None, "labels": [[-100, 6, -100, 8, 9, 10]],
+                     "position_ids": [[0, 1, 0, 1, 2, 0]]}
+    cu_seqlens, longest = packed_attention.trace_segments(torch.tensor(batch["position_ids"]))
+    assert cu_seqlens.tolist() == [0, 2, 5, 6] and longest == 3
+
+
+def test_an_unpacked_row_loses_its_padding_and_mask_and_two_rows_keep_llamafactorys(collator):
+    row = {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [-100, 6, 7]}
+    one = _listed(collator(False)([row]))
+    assert one == {"input_ids": [[5, 6, 7]], "attention_mask": None, "labels": [[-100, 6, 7]]}
+    two = collator(False)([row, {"input_ids": [5, 6], "attention_mask": [1, 1], "labels": [-100, 6]}])
+    assert two["attention_mask"].shape == (2, 8)  # padding needs a mask: transformers' own path
+    packs = collator(True)([PACK, PACK])
+    assert packs["attention_mask"].shape == (2, 1, 8, 8)  # several packs a row each: LLaMA-Factory's 4D mask
+    kept = collator(True)
+    kept.keep_2d_mask = True  # r1sft.patches.sequence_parallel cuts shards by the 2D mask
+    kept.block_diag_attn = False
+    assert kept([PACK])["attention_mask"].tolist()[0][:6] == [1, 1, 2, 2, 2, 3]
+
+
+def test_a_pack_without_a_mask_trains_like_llamafactorys_dense_mask(tiny_model):
+    """The packed row as the collator now leaves it (no mask, restarting positions) against the same row with
+    LLaMA-Factory's 4D mask: same loss and gradients, with no dense mask built by transformers either."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model("tiny-qwen3"), dtype=torch.float64,
+                                                 attn_implementation="sdpa")
+    ids, labels = torch.tensor([PACK["input_ids"]]), torch.tensor([PACK["labels"]])
+    dense = prepare_4d_attention_mask(torch.tensor([PACK["attention_mask"]]), torch.float64)
+
+    def loss_and_grads(**inputs):
+        model.zero_grad()
+        loss = model(input_ids=ids, labels=labels, use_cache=False, **inputs).loss  # as in training: no cache
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.train()
+    positions = torch.tensor([[0, 1, 0, 1, 2, 0]])  # LLaMA-Factory's packs restart them too (RoPE runs in fp32)
+    dense_loss, dense_grads = loss_and_grads(attention_mask=dense, position_ids=positions)
+    try:
+        assert packed_attention.install()
+        loss, grads = loss_and_grads(position_ids=positions)
+        assert packed_attention.stats()["from_positions"] > 0 and packed_attention.stats()["fallbacks"] == 0
+    finally:
+        packed_attention.uninstall()
+    torch.testing.assert_close(loss, dense_loss, rtol=1e-9, atol=1e-10)
+    for name, grad in dense_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-8, atol=1e-10, msg=name)

@@ -93,8 +93,10 @@ def install() -> bool:
 
 
 def _collate_packs_without_a_mask(module) -> None:
-    """Wrap LLaMA-Factory's 4D-mask collator: a pack of one row leaves it as LLaMA-Factory's FlashAttention-2 path
-    makes it (no mask, no padding, per-document positions); anything else as LLaMA-Factory makes it."""
+    """Wrap LLaMA-Factory's 4D-mask collator: a batch of one row, packed or not, leaves it as LLaMA-Factory's
+    FlashAttention-2 path makes packs (no mask, no padding; a pack's positions restart with every document), so
+    neither LLaMA-Factory nor transformers builds an L x L mask for it (an unpacked row padded to a multiple of 8
+    would get transformers' boolean one: 16 GiB at 128k tokens); anything else as LLaMA-Factory makes it."""
     cls = module.SFTDataCollatorWith4DAttentionMask
     if _state["collator"] is not None:
         return
@@ -102,18 +104,20 @@ def _collate_packs_without_a_mask(module) -> None:
 
     @functools.wraps(original)
     def collate(self, features):
-        if not (self.block_diag_attn and self.attn_implementation != "flash_attention_2"):
+        if self.attn_implementation == "flash_attention_2" or getattr(self, "keep_2d_mask", False):
             return original(self, features)
-        self.block_diag_attn = False  # the 2D mask numbers the documents: 1, 2, ...; padding 0
+        packed = self.block_diag_attn
+        self.block_diag_attn = False  # a pack's 2D mask numbers its documents: 1, 2, ...; padding 0
         try:
             batch = original(self, features)
         finally:
-            self.block_diag_attn = True
+            self.block_diag_attn = packed
         mask = batch.get("attention_mask")
         if mask is None or mask.dim() != 2 or mask.shape[0] != 1:
-            batch["attention_mask"] = module.prepare_4d_attention_mask(mask, self.compute_dtype)  # LLaMA-Factory's
+            if packed:  # LLaMA-Factory's own 4D mask
+                batch["attention_mask"] = module.prepare_4d_attention_mask(mask, self.compute_dtype)
             return batch
-        if "position_ids" not in batch:
+        if packed and "position_ids" not in batch:
             batch["position_ids"] = row_positions(mask)
         self._unpad_packed_features(batch)
         batch["attention_mask"] = None

@@ -172,6 +172,7 @@ def _get_train_dataloader(self):
         # LLaMA-Factory would expand the packed rows' document numbers into an L x L mask; the numbers become
         # position_ids here instead.
         collator.block_diag_attn = False
+    collator.keep_2d_mask = True  # the shards are cut by it (packed_attention's collator would drop it)
     loader = original(self)
     _set_up(self, n)
     tokenizer = getattr(collator, "tokenizer", None)
