@@ -301,8 +301,9 @@ def packed_sdpa_attention_forward(module, query, key, value, attention_mask, dro
             and query.shape[2] == key.shape[2] == positions.shape[-1]):
         segments = _cached_position_segments(positions)  # a pack without a mask (the collator above)
         if segments is not None:
-            if dropout:
-                raise RuntimeError("r1sft: packed attention: attention dropout on packs without a mask")
+            if dropout or kwargs.get("sliding_window"):  # neither is what the varlen call below computes
+                raise RuntimeError("r1sft: packed attention: attention dropout or a sliding window on packs without "
+                                   "a mask; R1SFT_PACKED_ATTENTION=off keeps LLaMA-Factory's dense mask")
             _state["calls"] += 1
             _state["position_calls"] += 1
             return attend_segments(query, key, value, *segments, scaling), None
