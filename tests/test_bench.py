@@ -61,6 +61,11 @@ def test_document_counts_agree_across_packing_layouts():
     want = [sum(lengths), sum(n * n for n in lengths), len(lengths), max(lengths)]
     for ids, mask, pos in ((positions, None, positions), (positions, block, None), (padded, padded, None)):
         assert [int(x) for x in count_documents(ids, mask, pos)] == want
+    # r1sft's pack: the same documents, then a run of padding with restarting positions and no labels
+    padded_pack = torch.cat([positions, torch.arange(4)[None]], dim=1)
+    labels = torch.cat([torch.where(positions > 0, 7, -100), torch.full((1, 4), -100)], dim=1)
+    assert [int(x) for x in count_documents(padded_pack, None, padded_pack, labels)] == want
+    assert [int(x) for x in count_documents(positions, None, positions, torch.where(positions > 0, 7, -100))] == want
 
 
 @pytest.mark.slow

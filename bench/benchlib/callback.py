@@ -32,6 +32,7 @@ KERNEL_CLASSES = [  # (category, regex on kernel names); first match wins
     ("copies (memcpy/memset, casts)", r"memcpy|memset|Memcpy|Memset|copy_|to_copy|CatArrayBatched|cat_"),
     ("reductions/softmax", r"reduce|softmax|log_softmax|nll_loss|embedding|index|scatter|gather"),
 ]
+IGNORE_INDEX = -100  # labels of tokens without a loss (LLaMA-Factory's and TRL's)
 SYNC_OPS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "aten::_local_scalar_dense",
             "aten::item", "cudaMemcpyAsync")
 
@@ -71,25 +72,32 @@ def _block_diagonal(mask):
     return real.sum(), (lengths * lengths).sum(), ends.sum(), lengths.max()
 
 
-def _padding_free(position_ids):
-    """Padding-free packing (TRL): no mask, documents laid end to end, ``position_ids`` restart at 0 at each one.
+def _padding_free(position_ids, labels=None):
+    """Padding-free packing (TRL; r1sft's packs): no mask, documents laid end to end, ``position_ids`` restart at
+    0 at each one.
 
     A document ends where the next position is 0 (or the row ends); its length is its last position + 1. Found
-    with elementwise ops, so no host sync (``nonzero`` would need one).
+    with elementwise ops, so no host sync (``nonzero`` would need one). With ``labels``, a row's last run without
+    a single label is padding (r1sft.patches.packed_attention makes a pack's padding one run), not a document.
     """
     nxt = torch.cat([position_ids[:, 1:], torch.zeros_like(position_ids[:, :1])], dim=1)
     ends = nxt == 0
+    if labels is not None:
+        index = torch.arange(position_ids.shape[1], device=position_ids.device)
+        last_run = index >= ((position_ids == 0) * index).amax(dim=1, keepdim=True)
+        padding = ~((labels != IGNORE_INDEX) & last_run).any(dim=1, keepdim=True)
+        ends = ends & ~(last_run & padding)
     lengths = (position_ids + 1) * ends
     return lengths.sum(), (lengths * lengths).sum(), ends.sum(), lengths.max()
 
 
-def count_documents(ids, mask=None, position_ids=None) -> tuple:
+def count_documents(ids, mask=None, position_ids=None, labels=None) -> tuple:
     """(real tokens, sum of squared document lengths, documents, longest document) of one micro-batch, as device
     tensors: the FLOP count's attention term needs each document's own length, not the row's."""
     if mask is not None:
         return _rows_masked(mask) if mask.dim() == 2 else _block_diagonal(mask)
     if position_ids is not None and ids.shape[0] == 1 and ids.shape[1] > 1:
-        return _padding_free(position_ids)
+        return _padding_free(position_ids, labels)
     return _rows_full(ids)
 
 
@@ -127,7 +135,8 @@ class BenchCallback(TrainerCallback):
             ids = args[0]
         if "num_items_in_batch" in kwargs:
             self.normalized_by_step = True
-        self.micro.append(count_documents(ids, kwargs.get("attention_mask"), kwargs.get("position_ids")))
+        self.micro.append(count_documents(ids, kwargs.get("attention_mask"), kwargs.get("position_ids"),
+                                          kwargs.get("labels")))
 
     def _post_hook(self, module, args, kwargs, output):
         loss = getattr(output, "loss", None)

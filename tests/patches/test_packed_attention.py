@@ -184,18 +184,43 @@ def _listed(batch):
     return {key: value.tolist() if torch.is_tensor(value) else value for key, value in batch.items()}
 
 
-def test_a_pack_leaves_the_collator_without_a_mask_or_padding(collator):
-    batch = _listed(collator(True)([PACK]))  # padded to 8 by LLaMA-Factory, then unpadded
-    assert batch == {"input_ids": [[5, 6, 7, 8, 9, 10]], "attention_mask": None, "labels": [[-100, 6, -100, 8, 9, 10]],
-                     "position_ids": [[0, 1, 0, 1, 2, 0]]}
+def test_a_pack_leaves_the_collator_without_a_mask_its_padding_a_segment_of_its_own(collator):
+    batch = _listed(collator(True)([PACK]))  # padded to 8 by LLaMA-Factory
+    pad = batch["input_ids"][0][-1]
+    assert batch == {"input_ids": [[5, 6, 7, 8, 9, 10, pad, pad]], "attention_mask": None,
+                     "labels": [[-100, 6, -100, 8, 9, 10, -100, -100]], "position_ids": [[0, 1, 0, 1, 2, 0, 0, 1]]}
     cu_seqlens, longest = packed_attention.trace_segments(torch.tensor(batch["position_ids"]))
-    assert cu_seqlens.tolist() == [0, 2, 5, 6] and longest == 3
+    assert cu_seqlens.tolist() == [0, 2, 5, 6, 8] and longest == 3
 
 
-def test_an_unpacked_row_loses_its_padding_and_mask_and_two_rows_keep_llamafactorys(collator):
+def test_a_pack_padded_to_the_cutoff_is_cut_to_a_multiple_of_64(collator):
+    """As LLaMA-Factory's packed dataset holds a pack: padded to the cutoff, every padding token at position 0."""
+    real, cutoff = 70, 200
+    pack = {"input_ids": list(range(5, 5 + real)) + [0] * (cutoff - real),
+            "attention_mask": [1] * 30 + [2] * 40 + [0] * (cutoff - real),
+            "position_ids": list(range(30)) + list(range(40)) + [0] * (cutoff - real),
+            "labels": [-100] * 10 + list(range(20)) + [-100] * 5 + list(range(35)) + [-100] * (cutoff - real)}
+    batch = collator(True)([pack])
+    assert batch["attention_mask"] is None and batch["input_ids"].shape == (1, 128)
+    assert batch["position_ids"][0].tolist() == list(range(30)) + list(range(40)) + list(range(128 - real))
+    assert batch["labels"][0, real:].eq(-100).all()
+    cu_seqlens, longest = packed_attention.trace_segments(batch["position_ids"])
+    assert cu_seqlens.tolist() == [0, 30, 70, 128] and longest == 58
+
+
+def test_an_unpacked_row_keeps_its_mask_up_to_32k_tokens_and_loses_it_and_its_padding_past(collator):
     row = {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [-100, 6, 7]}
-    one = _listed(collator(False)([row]))
-    assert one == {"input_ids": [[5, 6, 7]], "attention_mask": None, "labels": [[-100, 6, 7]]}
+    assert collator(False)([row])["attention_mask"].tolist() == [[1, 1, 1, 0, 0, 0, 0, 0]]  # LLaMA-Factory's
+    long = packed_attention.UNMASKED_ROW_TOKENS + 3
+    batch = collator(False)([{"input_ids": [5] * long, "attention_mask": [1] * long, "labels": [6] * long}])
+    assert batch["attention_mask"] is None and batch["input_ids"].shape == (1, long)
+    left = collator(False)
+    left.tokenizer.padding_side = "left"  # real tokens would attend to padding before them without a mask
+    try:
+        assert left([{"input_ids": [5] * long, "attention_mask": [1] * long, "labels": [6] * long}])[
+            "attention_mask"].shape == (1, long + 5)
+    finally:
+        left.tokenizer.padding_side = "right"
     two = collator(False)([row, {"input_ids": [5, 6], "attention_mask": [1, 1], "labels": [-100, 6]}])
     assert two["attention_mask"].shape == (2, 8)  # padding needs a mask: transformers' own path
     packs = collator(True)([PACK, PACK])
@@ -224,6 +249,10 @@ def test_a_pack_without_a_mask_trains_like_llamafactorys_dense_mask(tiny_model):
 
     model.train()
     positions = torch.tensor([[0, 1, 0, 1, 2, 0]])  # LLaMA-Factory's packs restart them too (RoPE runs in fp32)
+    ids, labels, dense, positions = (torch.nn.functional.pad(t, pad, value=value) for t, pad, value in (
+        (ids, (0, 2), 0), (labels, (0, 2), -100), (dense, (0, 2, 0, 2), torch.finfo(torch.float64).min),
+        (positions, (0, 2), 0)))  # padded to 8 as the collator leaves it; padding restarts the positions
+    positions[0, -1] = 1
     dense_loss, dense_grads = loss_and_grads(attention_mask=dense, position_ids=positions)
     try:
         assert packed_attention.install()

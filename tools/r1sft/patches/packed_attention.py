@@ -20,9 +20,11 @@ to their own padding run instead of to the real tokens before them: their output
 Packs never become a dense mask under it: LLaMA-Factory's collator would build the block-diagonal mask on the host
 in every dataloader worker (a 65,536-token pack: an 8 GiB bf16 mask, a few times that in temporaries, then copied
 to the GPU; 32 GiB at 128k). ``install()`` also hands packs of one row to the model as LLaMA-Factory does for
-FlashAttention-2 (``_unpad_packed_features``: padding dropped, no mask, positions that restart with every
-document), keeps transformers from expanding those positions into a dense mask of its own (its packed-sequence
-detection, for sdpa), and attends per document from the positions (what its FlashAttention-2 path does).
+FlashAttention-2 (no mask, positions that restart with every document; padding cut to a multiple of 64 tokens
+and made a run of its own), keeps transformers from expanding those positions into a dense mask of its own (its
+packed-sequence detection, for sdpa), and attends per document from the positions (what its FlashAttention-2
+path does). Unpacked rows past 32k tokens leave the collator without a mask too (the collator's docstring says
+why only those).
 
 ``r1sft train`` turns it on for every GPU recipe (``R1SFT_PACKED_ATTENTION=varlen``, read by
 ``r1sft/patches/site/sitecustomize.py`` in every process the launch starts); ``R1SFT_PACKED_ATTENTION=off`` keeps
@@ -46,6 +48,8 @@ ENV_VAR = "R1SFT_PACKED_ATTENTION"
 ANNOUNCEMENT = "packed samples attend through varlen attention"
 FALLBACK = "LLaMA-Factory's dense mask is used"
 ROW_CHUNK = 2048  # rows of the mask checked at a time: bounds the check's temporaries to ROW_CHUNK x L booleans
+PACK_MULTIPLE = 64  # a pack's length, after its padding is cut (see _pack_without_a_mask)
+UNMASKED_ROW_TOKENS = 32768  # unpacked rows longer than this leave the collator without a mask (1 GiB at 32k)
 
 log = logging.getLogger("r1sft.patches.packed_attention")
 COLLATOR_MODULE = "llamafactory.data.collator"
@@ -93,10 +97,15 @@ def install() -> bool:
 
 
 def _collate_packs_without_a_mask(module) -> None:
-    """Wrap LLaMA-Factory's 4D-mask collator: a batch of one row, packed or not, leaves it as LLaMA-Factory's
-    FlashAttention-2 path makes packs (no mask, no padding; a pack's positions restart with every document), so
-    neither LLaMA-Factory nor transformers builds an L x L mask for it (an unpacked row padded to a multiple of 8
-    would get transformers' boolean one: 16 GiB at 128k tokens); anything else as LLaMA-Factory makes it."""
+    """Wrap LLaMA-Factory's 4D-mask collator: a batch of one row padded at its end leaves it without an L x L
+    mask where one would be built (LLaMA-Factory's for a pack: 8 GiB at 64k tokens; transformers' boolean one for
+    an unpacked row padded to a multiple of 8: 16 GiB at 128k): a pack with positions that restart with every
+    document (``_pack_without_a_mask``), an unpacked row longer than UNMASKED_ROW_TOKENS without its padding (as
+    LLaMA-Factory's FlashAttention-2 path makes it; sdpa then runs it causal). Anything else as LLaMA-Factory makes
+    it: at 16k tokens unpacked rows trained faster with their mask (1.5B full SFT: 25,033 tokens/s,
+    docs/bench/h200-2026-12-04/gpu80-1.5b-16k.md) than without (14,186 through sdpa, 19,296 through the varlen
+    kernel, docs/bench/h200-2026-12-04b/), at 64k faster without (7B LoRA: 51.7% MFU against 43.6%,
+    docs/bench/h200-2026-12-04b/7b-lora-64k-without-mask.md against docs/bench/h200-2026-12-04/7b-lora-64k.md)."""
     cls = module.SFTDataCollatorWith4DAttentionMask
     if _state["collator"] is not None:
         return
@@ -113,18 +122,44 @@ def _collate_packs_without_a_mask(module) -> None:
         finally:
             self.block_diag_attn = packed
         mask = batch.get("attention_mask")
-        if mask is None or mask.dim() != 2 or mask.shape[0] != 1:
-            if packed:  # LLaMA-Factory's own 4D mask
-                batch["attention_mask"] = module.prepare_4d_attention_mask(mask, self.compute_dtype)
-            return batch
-        if packed and "position_ids" not in batch:
-            batch["position_ids"] = row_positions(mask)
-        self._unpad_packed_features(batch)
-        batch["attention_mask"] = None
+        one_row = mask is not None and mask.dim() == 2 and mask.shape[0] == 1 and _padded_at_the_end(mask[0])
+        if one_row and packed:
+            _pack_without_a_mask(batch, mask)
+        elif one_row and mask.shape[1] > UNMASKED_ROW_TOKENS:
+            self._unpad_packed_features(batch)
+            batch["attention_mask"] = None
+        elif packed:  # LLaMA-Factory's own 4D mask
+            batch["attention_mask"] = module.prepare_4d_attention_mask(mask, self.compute_dtype)
         return batch
 
     _state["collator"] = (cls, original)
     cls.__call__ = collate
+
+
+def _pack_without_a_mask(batch, mask) -> None:
+    """A pack for varlen attention from its positions: cut after its real tokens to a multiple of PACK_MULTIPLE
+    (LLaMA-Factory pads every pack to the cutoff), its padding one run of positions (LLaMA-Factory gives each
+    padding token position 0: one segment per token), no mask. Against this, padding to the cutoff gave the 1.5B
+    full SFT plan 12% fewer tokens/s, no padding at all (lengths of any value) 44% fewer
+    (docs/bench/h200-2026-12-04b/README.md)."""
+    import torch
+
+    real = int((mask[0] != 0).sum())
+    keep = min(mask.shape[1], -(-real // PACK_MULTIPLE) * PACK_MULTIPLE)
+    positions = batch.get("position_ids")
+    batch["position_ids"] = positions.clone() if positions is not None and positions.shape == mask.shape \
+        else row_positions(mask)
+    for key, value in list(batch.items()):
+        if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == mask.shape[1]:
+            batch[key] = value[:, :keep]
+    batch["position_ids"][0, real:] = torch.arange(keep - real)
+    batch["attention_mask"] = None
+
+
+def _padded_at_the_end(row) -> bool:
+    """Whether a row's 2D mask (documents 1, 2, ...; padding 0) has its padding only after its real tokens."""
+    real = int((row != 0).sum())
+    return bool((row[:real] != 0).all())
 
 
 def _hide_packed_positions_from_sdpa_masks() -> None:
