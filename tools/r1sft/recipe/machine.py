@@ -98,13 +98,15 @@ def available_ram_gib(meminfo: str | None = None) -> float | None:
 
 
 def host_ram_problem(header: Mapping[str, str], available_gib: float | None) -> str | None:
-    """A warning when the recipe's plan keeps more in host RAM (``host_ram_gib``: offloaded checkpoints or ZeRO-3
-    offload, per node) than this machine has free: pinned allocations beyond it fail mid-run."""
+    """A warning when the recipe's plan needs more host RAM (``host_ram_gib``: offloaded checkpoints or ZeRO-3
+    offload per node, and a one-GPU run's own process, ``recipe.memory.host_ram_needed``) than this machine has
+    free: pinned allocations beyond it fail mid-run."""
     try:
         need = float(header["host_ram_gib"])
     except (KeyError, ValueError):
         return None
     if available_gib is None or need <= available_gib:
         return None
-    return (f"the plan keeps ~{need:.0f} GiB in host RAM per node (the recipe's offload) but this machine has "
-            f"{available_gib:.0f} GiB available: free memory, or re-render for more GPUs or a shorter cutoff")
+    return (f"the plan needs ~{need:.0f} GiB of host RAM per node (the recipe's offload and, on one GPU, the "
+            f"training process) but this machine has {available_gib:.0f} GiB available: free memory, or re-render "
+            f"for more GPUs or a shorter cutoff")

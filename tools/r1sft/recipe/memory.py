@@ -69,6 +69,10 @@ LOGIT_BYTES = 12
 CUDA_OVERHEAD = 1.0 * GIB
 # Python, torch and the tokenizer of a CPU training process.
 CPU_OVERHEAD = 1.0 * GIB
+# A one-process run's own host RAM beside what its plan offloads and the bf16 weights it loads through host RAM
+# (CUDA context, libraries, the dataset): 50.8 GiB peak RSS - 24.5 offloaded - 14.2 of weights, Qwen2.5-7B LoRA at
+# 128k (docs/bench/h200-2026-12-04b/7b-lora-128k-gpu80.md)
+PROCESS_HOST_RAM = 12.0 * GIB
 # LLaMA-Factory's ZeRO-0/2 configs use 5e8-element all-gather and reduce buckets.
 ZERO12_BUCKETS = 2 * 5e8 * 2
 # ZeRO-3 gathers up to stage3_max_live_parameters (1e9 in ds_configs/z3*.json) bf16 parameters at a time.
@@ -343,3 +347,11 @@ def _activation_bytes(shape: Shape, method: str, tokens: int, micro_batch: int, 
     mlp_width = shape.experts_per_token * shape.moe_intermediate if shape.moe else shape.intermediate
     activations += tokens * BACKWARD_MLP_TENSORS * half * mlp_width / mlp_tiles  # one layer's backward temporaries
     return activations, whole_layers, offloaded
+
+
+def host_ram_needed(estimate: MemoryEstimate, shape: Shape, processes: int) -> float:
+    """Host RAM per node a launch of a plan that offloads needs: the offload, and for a one-process run the
+    process itself (several processes per node: the offload alone, as DeepSpeed counts it)."""
+    if not estimate.host or processes != 1:
+        return estimate.host
+    return estimate.host + 2 * shape.total_params + PROCESS_HOST_RAM

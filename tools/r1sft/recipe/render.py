@@ -20,6 +20,7 @@ from r1sft import paths
 from r1sft.errors import R1sftError
 from r1sft.recipe.data import SAMPLE_DATASET
 from r1sft.recipe.fit import METHOD_NAMES
+from r1sft.recipe.memory import host_ram_needed
 from r1sft.recipe.plan import Plan
 from r1sft.recipe.request import display
 from r1sft.yamlio import atomic_write_text
@@ -195,7 +196,8 @@ def _context(plan: Plan, sft_path: str, merge_path: str | None) -> dict[str, Any
     if plan.mlp_tile_tokens:  # not a LLaMA-Factory key: r1sft train reads it here
         machine += f" tiled_mlp={plan.mlp_tile_tokens}"
     if plan.memory.host:  # what r1sft train checks the machine's free RAM against
-        machine += f" host_ram_gib={plan.memory.host / 1024**3:.0f}"
+        need = host_ram_needed(plan.memory, plan.preset.shape, plan.gpus * plan.nodes)
+        machine += f" host_ram_gib={need / 1024**3:.0f}"
     return {
         "title": f"{method} SFT of {model} with LLaMA-Factory 0.9.5",
         "preset": preset,
