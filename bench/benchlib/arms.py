@@ -323,10 +323,7 @@ VARIANTS.update({
                                                  optim="stable_adamw"),
     "planned_kahan": lambda ctx: planned(ctx, "planned_kahan", None, "planned + pure_bf16 + Kahan StableAdamW",
                                          pure_bf16=True, optim="stable_adamw"),
-    # MFU levers not yet measured on a GPU (docs/performance.md, "One-GPU runs left to do")
-    "planned_packing_adamw_fused": lambda ctx: planned(ctx, "planned_packing_adamw_fused", None,
-                                                       "planned --packing + fused AdamW", packing=True,
-                                                       optim="adamw_torch_fused"),
+    # an MFU lever not yet measured on a GPU (docs/performance.md, "One-GPU runs left to do")
     "planned_packing_compile": lambda ctx: planned(
         ctx, "planned_packing_compile",
         {**launcher_env(), "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION": "1", "ACCELERATE_DYNAMO_USE_DYNAMIC": "1"},
