@@ -174,7 +174,7 @@ def test_defaults_per_method():
     rates = {m: plan_recipe(RecipeRequest(model="qwen3-8b", method=m)).train["learning_rate"] for m in METHODS}
     assert rates == {"lora": 1e-4, "qlora": 2e-4, "dora": 1e-4, "full": 1e-5}
     lora = plan_recipe(RecipeRequest(model="qwen3-8b")).train
-    assert (lora["lora_rank"], lora["lora_alpha"], lora["lora_dropout"], lora["lora_target"]) == (64, 128, 0.05, "all")
+    assert (lora["lora_rank"], lora["lora_alpha"], lora["lora_dropout"], lora["lora_target"]) == (64, 128, 0.0, "all")
     assert lora["num_train_epochs"] == 3.0 and lora["lr_scheduler_type"] == "cosine" and lora["warmup_steps"] == 0.1
     assert lora["cutoff_len"] == 16384 and lora["plot_loss"] is True
     qlora = plan_recipe(RecipeRequest(model="qwen3-8b", method="qlora")).train

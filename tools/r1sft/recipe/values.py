@@ -80,6 +80,8 @@ def _method(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: Pa
         train["lora_rank"] = int(lora["rank"])
         train["lora_alpha"] = int(lora["alpha"])
         train["lora_dropout"] = float(lora["dropout"])
+        if not train["lora_dropout"]:
+            notes.why["lora_dropout"] = "LLaMA-Factory's default; 0.05: -7% tokens/s (docs/bench/h100-2026-12-07/)"
         train["lora_target"] = str(lora["target"])
         if inputs.preset.shape.moe:
             train["lora_target"] = MOE_LORA_TARGET
