@@ -319,6 +319,11 @@ VARIANTS.update({
     "planned_packing_gc": lambda ctx: planned(ctx, "planned_packing_gc", packing=True,
                                               disable_gradient_checkpointing=False),
     "planned_packing_nodrop": lambda ctx: planned(ctx, "planned_packing_nodrop", packing=True, lora_dropout=0.0),
+    "planned_packing_dropout": lambda ctx: planned(ctx, "planned_packing_dropout", packing=True, lora_dropout=0.05),
+    # the documents through cuDNN's ragged SDPA kernel instead of FlashAttention-2's varlen kernel
+    "planned_packing_cudnn": lambda ctx: planned(
+        ctx, "planned_packing_cudnn", {**launcher_env(), "R1SFT_PACKED_ATTENTION": "cudnn"},
+        "planned --packing, attention through cuDNN's ragged kernel (R1SFT_PACKED_ATTENTION=cudnn)", packing=True),
     "planned_packing_kahan": lambda ctx: planned(ctx, "planned_packing_kahan", packing=True, pure_bf16=True,
                                                  optim="stable_adamw"),
     "planned_kahan": lambda ctx: planned(ctx, "planned_kahan", None, "planned + pure_bf16 + Kahan StableAdamW",
@@ -347,6 +352,7 @@ VARIANTS.update({
     "planned_packing_z0": lambda ctx: _bf16_master(ctx, "planned_packing_z0", packing=True),
     "planned_packing_z2": lambda ctx: _bf16_master(ctx, "planned_packing_z2", packing=True, stage="z2"),
     "planned_packing_w8": lambda ctx: planned(ctx, "planned_packing_w8", packing=True, dataloader_num_workers=8),
+    # optim adamw_torch_fused is transformers 5's default with torch >= 2.8: these arms name it, the plans inherit it
     "planned_fused": lambda ctx: planned(ctx, "planned_fused", optim="adamw_torch_fused"),
     "planned_packing_fused": lambda ctx: planned(ctx, "planned_packing_fused", packing=True, optim="adamw_torch_fused"),
     "planned_z2_fused": lambda ctx: _bf16_master(ctx, "planned_z2_fused", packing=False, stage="z2",
