@@ -320,10 +320,6 @@ VARIANTS.update({
                                               disable_gradient_checkpointing=False),
     "planned_packing_nodrop": lambda ctx: planned(ctx, "planned_packing_nodrop", packing=True, lora_dropout=0.0),
     "planned_packing_dropout": lambda ctx: planned(ctx, "planned_packing_dropout", packing=True, lora_dropout=0.05),
-    # the documents through cuDNN's ragged SDPA kernel instead of FlashAttention-2's varlen kernel
-    "planned_packing_cudnn": lambda ctx: planned(
-        ctx, "planned_packing_cudnn", {**launcher_env(), "R1SFT_PACKED_ATTENTION": "cudnn"},
-        "planned --packing, attention through cuDNN's ragged kernel (R1SFT_PACKED_ATTENTION=cudnn)", packing=True),
     "planned_packing_kahan": lambda ctx: planned(ctx, "planned_packing_kahan", packing=True, pure_bf16=True,
                                                  optim="stable_adamw"),
     "planned_kahan": lambda ctx: planned(ctx, "planned_kahan", None, "planned + pure_bf16 + Kahan StableAdamW",
