@@ -59,9 +59,14 @@ def test_where_checkpoints_fit_on_the_gpu_nothing_is_offloaded(root, tmp_path):
 def test_use_unsloth_gc_on_the_command_line_decides(root, tmp_path):
     forced = _plan(root, tmp_path, 141, "use_unsloth_gc=true")
     assert forced.train["use_unsloth_gc"] is True and "set on the command line" in forced.why["use_unsloth_gc"]
+    # with LoRA dropout (--set, counted by the fit: its copies in the recomputed layer) even ZeRO-3 offload
+    # does not fit; without it ZeRO-3 offload does (71.2 GiB)
+    refused = RecipeRequest(model="qwen2.5-7b-base", method="lora", gpus=1, gpu_mem=80, cutoff=CUTOFF_128K,
+                            overrides={"use_unsloth_gc": False, "lora_dropout": 0.05}, out_dir=tmp_path)
     with pytest.raises(R1sftError, match="does not fit 1 GPU x 1 node of 80 GiB.* or offloaded checkpointing "
                                           r"\(drop --set use_unsloth_gc=false\)$"):
-        _plan(root, tmp_path, 80, "use_unsloth_gc=false")
+        plan_recipe(refused, data_dir=root / "data")
+    assert _plan(root, tmp_path, 80, "use_unsloth_gc=false").deepspeed == "z3_offload"
 
 
 def test_the_launcher_keeps_no_layer_whole_in_an_offloaded_run():

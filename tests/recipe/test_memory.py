@@ -97,3 +97,16 @@ def test_zero3_model_states_follow_deepspeeds_estimator():
     offload = estimate_memory(shape, method="full", seq_len=1024, world_size=8, zero_stage=3, offload=True,
                               gpus_per_node=8)
     assert offload.host == pytest.approx(18 * n)
+
+
+def test_without_dropout_peft_keeps_what_its_lora_a_reads():
+    """PEFT's lora_A keeps its input for its weight gradient: the dropout copies where lora_dropout > 0, otherwise
+    the normalised inputs of q/k/v and gate/up and down_proj's input, which r1sft.patches.fused_lora recomputes."""
+    from r1sft.recipe.memory import activation_bytes_per_token_layer
+
+    shape = get_preset("qwen2.5-7b").shape
+    kept = {drop: activation_bytes_per_token_layer(shape, method="lora", liger=True, lora_dropout=drop)
+            for drop in (0.0, 0.05)}
+    fused = activation_bytes_per_token_layer(shape, method="lora", liger=True, fused_lora=True)
+    assert kept[0.0] - fused == 2 * shape.intermediate  # down_proj's bf16 input
+    assert fused < kept[0.0] < kept[0.05]

@@ -135,13 +135,21 @@ def _grad_accum(inputs: Inputs, per_device: int, samples_per_pack: float | None)
     return ga * inputs.sequence_parallel  # split traces: each loader batch is N micro-batches, one shard of each
 
 
+def _set_number(inputs: Inputs, key: str, default: float) -> float:
+    """A --set number the memory model counts (lora_rank, lora_dropout), else the default; a value of the wrong
+    type is refused later, by the check of every --set key against LLaMA-Factory's own."""
+    value = inputs.passthrough.get(key, default)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
 def _memory_args(inputs: Inputs, liger: bool) -> dict[str, Any]:
     from r1sft.presets import catalogue
 
     lora = catalogue()["defaults"]["lora"]
     return dict(method=inputs.method, seq_len=inputs.cutoff, world_size=inputs.world, liger=liger,
-                bf16=not inputs.cpu, on_gpu=not inputs.cpu, lora_rank=int(lora["rank"]),
-                lora_dropout=float(lora["dropout"]), resize_vocab=bool(inputs.special_tokens),
+                bf16=not inputs.cpu, on_gpu=not inputs.cpu, lora_rank=int(_set_number(inputs, "lora_rank", lora["rank"])),
+                lora_dropout=float(_set_number(inputs, "lora_dropout", lora["dropout"])),
+                resize_vocab=bool(inputs.special_tokens),
                 gpus_per_node=max(1, inputs.gpus), sequence_parallel=inputs.sequence_parallel)
 
 

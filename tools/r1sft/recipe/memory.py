@@ -148,6 +148,10 @@ def activation_bytes_per_token_layer(
         total += act_bytes * 2 * h
     elif method in ("lora", "qlora", "dora") and lora_dropout > 0:
         total += (act_bytes + 1) * sum(fan_in for _, fan_in, _ in shape.linears())  # dropout output + mask
+    elif method in ("lora", "qlora", "dora"):
+        # PEFT's lora_A keeps its input where no dropout copies it: the normalised input of q/k/v and (dense MLPs,
+        # which MoE LoRA does not adapt) of gate/up, once per tensor, and down_proj's input (o_proj's is SDPA's)
+        total += act_bytes * (h if shape.moe else 2 * h + i)
     if method == "dora":
         total += 2 * act_bytes * sum(fan_out for _, _, fan_out in shape.linears())  # base and LoRA results
     return float(total)
