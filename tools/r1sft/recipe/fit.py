@@ -143,9 +143,7 @@ def _set_number(inputs: Inputs, key: str, default: float) -> float:
 
 
 def _memory_args(inputs: Inputs, liger: bool) -> dict[str, Any]:
-    from r1sft.presets import catalogue
-
-    lora = catalogue()["defaults"]["lora"]
+    lora = inputs.defaults["lora"]
     return dict(method=inputs.method, seq_len=inputs.cutoff, world_size=inputs.world, liger=liger,
                 bf16=not inputs.cpu, on_gpu=not inputs.cpu, lora_rank=int(_set_number(inputs, "lora_rank", lora["rank"])),
                 lora_dropout=float(_set_number(inputs, "lora_dropout", lora["dropout"])),

@@ -74,9 +74,7 @@ def _method(train: dict, inputs: Inputs, chosen: Fit, notes: Notes, data_dir: Pa
     train["do_train"] = True
     train["finetuning_type"] = "full" if inputs.method == "full" else "lora"
     if inputs.method != "full":
-        from r1sft.presets import catalogue
-
-        lora = catalogue()["defaults"]["lora"]
+        lora = inputs.defaults["lora"]
         train["lora_rank"] = int(lora["rank"])
         train["lora_alpha"] = int(lora["alpha"])
         train["lora_dropout"] = float(lora["dropout"])
